@@ -1,0 +1,33 @@
+import type { Kysely, SelectQueryBuilder, Transaction } from 'kysely';
+import type { Notifier } from './notifier.ts';
+import { connectPostgres, type PostgresOptions } from './postgres.ts';
+import { connectSqlite } from './sqlite.ts';
+import type { Database } from './tables.ts';
+
+export type Engine = 'sqlite' | 'postgres';
+
+/** Either the database or a transaction on it: repositories take whichever their caller holds. */
+export type Db = Kysely<Database> | Transaction<Database>;
+
+/**
+ * The seam between Herald and its database engine. Everything outside `src/db/` writes one query for both
+ * engines; the few things that differ are the members here, with one implementation per engine
+ * (`sqlite.ts`, `postgres.ts`).
+ */
+export interface EngineParts {
+  readonly engine: Engine;
+  readonly db: Kysely<Database>;
+  readonly notifier: Notifier;
+  /** Makes a claim's inner select skip rows other nodes hold (`for update skip locked`); SQLite needs nothing. */
+  lockForClaim<QB extends SelectQueryBuilder<Database, keyof Database, object>>(qb: QB): QB;
+  /** Reserves `count` consecutive inbox sequence numbers inside `trx`; returns the first. */
+  allocateSeq(trx: Transaction<Database>, count: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type Store = EngineParts;
+
+/** Opens the database named by a URL: `postgres://...` or a SQLite file path (or `:memory:`). */
+export function openStore(url: string, options: PostgresOptions = {}): Store {
+  return /^postgres(ql)?:\/\//i.test(url) ? connectPostgres(url, options) : connectSqlite(url);
+}

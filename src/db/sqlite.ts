@@ -1,0 +1,87 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import {
+  Kysely,
+  type SelectQueryBuilder,
+  type SqliteDatabase,
+  SqliteDialect,
+  type SqliteStatement,
+  sql,
+} from 'kysely';
+import type { EngineParts } from './engine.ts';
+import { LocalNotifier } from './notifier.ts';
+import type { Database } from './tables.ts';
+
+/**
+ * Opens the embedded SQLite database: one file in WAL mode. `synchronous=FULL` makes every commit durable;
+ * the ingest path batches commits (group commit) so this costs one fsync per batch, not per event.
+ */
+export function connectSqlite(path: string): EngineParts {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const raw = new DatabaseSync(path);
+  raw.exec(`
+    pragma journal_mode = wal;
+    pragma synchronous = full;
+    pragma busy_timeout = 5000;
+    pragma foreign_keys = on;
+    pragma cache_size = -65536;
+    pragma temp_store = memory;
+  `);
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adapt(raw) }) });
+  return {
+    engine: 'sqlite',
+    db,
+    notifier: new LocalNotifier(),
+    // One writer at a time: a claim cannot race another claim, so no row locks are needed.
+    lockForClaim: <QB extends SelectQueryBuilder<Database, keyof Database, object>>(qb: QB) => qb,
+    async allocateSeq(trx, count) {
+      const row = await sql<{ value: number }>`
+        update counters set value = value + ${count} where name = 'inbox_seq' returning value`.execute(trx);
+      return row.rows[0]!.value - count + 1;
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+/**
+ * Adapts `node:sqlite` to the better-sqlite3 shape Kysely's SqliteDialect expects, with a small cache of
+ * prepared statements (Kysely compiles the same SQL text for the same query shape).
+ */
+function adapt(raw: DatabaseSync): SqliteDatabase {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => raw.close(),
+    prepare(text: string): SqliteStatement {
+      let statement = cache.get(text);
+      if (statement === undefined) {
+        statement = wrap(raw.prepare(text));
+        if (cache.size >= 500) cache.delete(cache.keys().next().value!);
+        cache.set(text, statement);
+      }
+      return statement;
+    },
+  };
+}
+
+type Bindable = null | number | bigint | string | Uint8Array;
+
+function bind(parameters: ReadonlyArray<unknown>): Bindable[] {
+  return parameters.map((p) => {
+    if (p === undefined) return null;
+    if (typeof p === 'boolean') return p ? 1 : 0;
+    if (p instanceof Date) return p.getTime();
+    return p as Bindable;
+  });
+}
+
+function wrap(statement: StatementSync): SqliteStatement {
+  return {
+    reader: statement.columns().length > 0,
+    all: (parameters) => statement.all(...bind(parameters)),
+    run: (parameters) => statement.run(...bind(parameters)),
+    iterate: (parameters) => statement.iterate(...bind(parameters)),
+  };
+}

@@ -1,0 +1,63 @@
+import type { SwaggerOptions } from '@fastify/swagger';
+import type { Config } from '../config.ts';
+import { ERRORS } from '../errors.ts';
+
+/** The OpenAPI document's frame; paths come from the route schemas. Served at `/openapi.json`, shown at `/docs`. */
+export function openApiDocument(config: Config): SwaggerOptions {
+  return {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Herald',
+        version: '0.1.0',
+        description:
+          'Herald is a notification hub: sources publish events, Herald routes them to people (in-app inbox, ' +
+          'real-time stream) and to other systems (signed webhooks). Every error is RFC 9457 ' +
+          '`application/problem+json` with a stable `code`; the codes are listed under `x-error-codes`.',
+      },
+      servers: [{ url: config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An admin token, a source API key (publishing), or a user token (the /v1/me inbox)',
+          },
+        },
+        schemas: {
+          Problem: {
+            type: 'object',
+            required: ['type', 'title', 'status', 'code', 'detail'],
+            properties: {
+              type: { type: 'string' },
+              title: { type: 'string' },
+              status: { type: 'integer' },
+              code: { type: 'string', enum: Object.keys(ERRORS) },
+              detail: { type: 'string' },
+              instance: { type: 'string' },
+              errors: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { field: { type: 'string' }, message: { type: 'string' } },
+                },
+              },
+            },
+          },
+        },
+      },
+      tags: [
+        { name: 'sources', description: 'Systems that publish events, and their API keys' },
+        { name: 'directory', description: 'Users and groups' },
+        { name: 'rules', description: 'Routing rules' },
+        { name: 'events', description: 'Publishing events and following what became of them' },
+        { name: 'inbox', description: "A user's own notifications and real-time stream" },
+        { name: 'endpoints', description: 'Outbound webhooks to other systems' },
+        { name: 'audit', description: 'The audit log' },
+        { name: 'operations', description: 'Health, readiness and metrics' },
+      ],
+      'x-error-codes': Object.fromEntries(Object.entries(ERRORS).map(([code, e]) => [code, e])),
+    } as SwaggerOptions extends { openapi?: infer O } ? O : never,
+    exposeRoute: true,
+  } as SwaggerOptions;
+}

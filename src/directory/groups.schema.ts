@@ -1,0 +1,33 @@
+import { Type } from 'typebox';
+import { DirectoryId } from './users.schema.ts';
+
+export const GroupParams = Type.Object({ id: DirectoryId });
+export const MemberParams = Type.Object({ id: DirectoryId, userId: DirectoryId });
+
+const MAX_MEMBERS = 10_000;
+
+export const GroupBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    members: Type.Array(DirectoryId, {
+      maxItems: MAX_MEMBERS,
+      description: 'User ids; the group ends up with exactly these members',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const MembersBody = Type.Object(
+  { users: Type.Array(DirectoryId, { minItems: 1, maxItems: MAX_MEMBERS }) },
+  { additionalProperties: false },
+);
+
+const GroupFields = {
+  id: Type.String(),
+  name: Type.String(),
+  created_at: Type.String({ format: 'date-time' }),
+  updated_at: Type.String({ format: 'date-time' }),
+};
+
+export const Group = Type.Object({ ...GroupFields, members: Type.Array(Type.String()) });
+export const GroupSummary = Type.Object({ ...GroupFields, member_count: Type.Integer() });

@@ -1,0 +1,189 @@
+import { Type } from 'typebox';
+import { appendAudit } from '../audit/audit.repo.ts';
+import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts';
+import type { App, Deps } from '../deps.ts';
+import { HeraldError, invalid, notFound } from '../errors.ts';
+import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { keyRoutes } from './keys.routes.ts';
+import { presentSource } from './sources.present.ts';
+import { deleteSource, findSource, insertSource, listSources, updateSource } from './sources.repo.ts';
+import { Source, SourceCreate, SourceParams, SourcePatch, SourceWithKey } from './sources.schema.ts';
+
+const tags = ['sources'];
+const security = [{ bearer: [] }];
+const Deleted = Type.Null({ description: 'Deleted' });
+
+/** Admin API for sources (the systems that publish events) and their API keys. */
+export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
+  const admin = deps.auth.require('admin');
+  const db = deps.store.db;
+
+  app.post(
+    '/sources',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Register a source; the answer carries its first API key, shown only once',
+        body: SourceCreate,
+        response: { 201: SourceWithKey },
+      },
+    },
+    async (request, reply) => {
+      const { id, name } = request.body;
+      const callbackUrl = checkCallbackUrl(request.body.callback_url ?? null);
+      const now = deps.clock.now();
+      const created = await db.transaction().execute(async (trx) => {
+        const row = await insertSource(trx, {
+          id,
+          name,
+          callback_url: callbackUrl,
+          created_at: now,
+          updated_at: now,
+        });
+        if (row === undefined) throw new HeraldError('conflict', `Source "${id}" already exists`);
+        const key = await createCredential(trx, { kind: 'source', ownerId: id, now });
+        await appendAudit(trx, {
+          at: now,
+          actor: 'admin',
+          action: 'source.created',
+          subject_type: 'source',
+          subject_id: id,
+          data: { name, callback_url: callbackUrl, key_id: key.credential.id },
+        });
+        return { row, token: key.token };
+      });
+      reply.code(201);
+      return { ...presentSource(created.row), api_key: created.token };
+    },
+  );
+
+  app.get(
+    '/sources',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'List sources',
+        querystring: Type.Object(PageQuery),
+        response: { 200: Page(Source) },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? 50;
+      const rows = await listSources(db, { after: decodeCursor(request.query.cursor), limit: limit + 1 });
+      return toPage(rows, limit, (r) => r.id, presentSource);
+    },
+  );
+
+  app.get(
+    '/sources/:id',
+    {
+      preHandler: admin,
+      schema: { tags, security, summary: 'Get a source', params: SourceParams, response: { 200: Source } },
+    },
+    async (request) => presentSource(await mustFind(deps, request.params.id)),
+  );
+
+  app.patch(
+    '/sources/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Change a source: its name or callback URL (null removes the callback)',
+        params: SourceParams,
+        body: SourcePatch,
+        response: { 200: Source },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const patch: { name?: string; callback_url?: string | null; updated_at: number } = {
+        updated_at: deps.clock.now(),
+      };
+      if (request.body.name !== undefined) patch.name = request.body.name;
+      if (request.body.callback_url !== undefined)
+        patch.callback_url = checkCallbackUrl(request.body.callback_url);
+      const row = await db.transaction().execute(async (trx) => {
+        const updated = await updateSource(trx, id, patch);
+        if (updated === undefined) throw notFound('Source', id);
+        const { updated_at: _, ...changes } = patch;
+        await appendAudit(trx, {
+          at: patch.updated_at,
+          actor: 'admin',
+          action: 'source.updated',
+          subject_type: 'source',
+          subject_id: id,
+          data: changes,
+        });
+        return updated;
+      });
+      return presentSource(row);
+    },
+  );
+
+  app.delete(
+    '/sources/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Delete a source and revoke its API keys',
+        params: SourceParams,
+        response: { 204: Deleted },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const now = deps.clock.now();
+      await db.transaction().execute(async (trx) => {
+        if (!(await deleteSource(trx, id))) throw notFound('Source', id);
+        const revoked = await revokeCredentials(trx, { kind: 'source', ownerId: id }, now);
+        await appendAudit(trx, {
+          at: now,
+          actor: 'admin',
+          action: 'source.deleted',
+          subject_type: 'source',
+          subject_id: id,
+          data: { keys_revoked: revoked },
+        });
+      });
+      deps.auth.forget();
+      return reply.code(204).send(null);
+    },
+  );
+
+  await keyRoutes(app, deps);
+}
+
+async function mustFind(deps: Deps, id: string) {
+  const row = await findSource(deps.store.db, id);
+  if (row === undefined) throw notFound('Source', id);
+  return row;
+}
+
+/**
+ * A callback URL must be an absolute http(s) URL without credentials (write-backs are signed instead, and a
+ * password in a URL ends up in logs). Whether it resolves to an allowed address is checked when sending.
+ */
+function checkCallbackUrl(value: string | null): string | null {
+  if (value === null) return null;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw invalid('body.callback_url', 'must be an absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw invalid('body.callback_url', 'must be an http or https URL');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw invalid('body.callback_url', 'must not contain a user name or password');
+  }
+  return value;
+}

@@ -1,0 +1,91 @@
+import type { Db } from '../db/engine.ts';
+import type { EventRow, NewEvent } from '../db/tables.ts';
+
+// 25 columns a row: 500 rows stay well inside SQLite's 32,766 bound values per statement.
+const INSERT_CHUNK = 500;
+
+/** Inserts events, skipping any whose (source, id) or (source, Idempotency-Key) exists; returns the ids inserted. */
+export async function insertEvents(db: Db, rows: NewEvent[]): Promise<Set<string>> {
+  const inserted = new Set<string>();
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    const result = await db
+      .insertInto('events')
+      .values(rows.slice(i, i + INSERT_CHUNK))
+      .onConflict((oc) => oc.doNothing())
+      .returning('id')
+      .execute();
+    for (const row of result) inserted.add(row.id);
+  }
+  return inserted;
+}
+
+/** The events of one source with any of these source ids or idempotency keys. */
+export async function findExisting(
+  db: Db,
+  sourceId: string,
+  externalIds: string[],
+  idempotencyKeys: string[],
+): Promise<Pick<EventRow, 'id' | 'external_id' | 'idempotency_key' | 'body_hash' | 'status'>[]> {
+  if (externalIds.length === 0 && idempotencyKeys.length === 0) return [];
+  return db
+    .selectFrom('events')
+    .select(['id', 'external_id', 'idempotency_key', 'body_hash', 'status'])
+    .where('source_id', '=', sourceId)
+    .where((eb) => {
+      const any = [];
+      if (externalIds.length > 0) any.push(eb('external_id', 'in', externalIds));
+      if (idempotencyKeys.length > 0) any.push(eb('idempotency_key', 'in', idempotencyKeys));
+      return eb.or(any);
+    })
+    .execute();
+}
+
+export async function findEvent(db: Db, id: string): Promise<EventRow | undefined> {
+  return db.selectFrom('events').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export interface EventFilter {
+  sourceId?: string;
+  type?: string;
+  status?: 'pending' | 'routed';
+  /** Events with an id below this (the page cursor; newest first). */
+  before?: string;
+  limit: number;
+}
+
+export async function listEvents(db: Db, filter: EventFilter): Promise<EventRow[]> {
+  let query = db.selectFrom('events').selectAll();
+  if (filter.sourceId !== undefined) query = query.where('source_id', '=', filter.sourceId);
+  if (filter.type !== undefined) query = query.where('type', '=', filter.type);
+  if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  return query
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1)
+    .execute();
+}
+
+/** The notifications an event produced, for `GET /v1/events/{id}`. */
+export async function notificationsOfEvent(db: Db, eventId: string) {
+  return db
+    .selectFrom('notifications')
+    .select(['id', 'user_id', 'state', 'channels', 'created_at', 'updated_at', 'read_at'])
+    .where('event_id', '=', eventId)
+    .orderBy('user_id')
+    .limit(1000)
+    .execute();
+}
+
+/** The routing decision recorded for an event (the data of its latest `event.routed` audit entry), if routed. */
+export async function routingDecision(db: Db, eventId: string): Promise<unknown> {
+  const row = await db
+    .selectFrom('audit_log')
+    .select('data')
+    .where('subject_type', '=', 'event')
+    .where('subject_id', '=', eventId)
+    .where('action', '=', 'event.routed')
+    .orderBy('id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.data ? JSON.parse(row.data) : null;
+}

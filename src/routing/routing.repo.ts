@@ -1,0 +1,98 @@
+import { type Insertable, sql, type Transaction } from 'kysely';
+import type { Db, Store } from '../db/engine.ts';
+import type { Database, EventRow } from '../db/tables.ts';
+
+// A literal, not a bound parameter: only then can SQLite use the partial index `events_pending`.
+const PENDING = sql.lit<'pending'>('pending');
+
+/**
+ * Claims up to `limit` events waiting to be routed, leasing them until `leaseUntil`. A crashed node's lease
+ * runs out and another node picks the events up; on PostgreSQL rows held by a concurrent claim are skipped.
+ */
+export async function claimEvents(
+  store: Store,
+  now: number,
+  leaseUntil: number,
+  limit: number,
+): Promise<EventRow[]> {
+  const due = store.lockForClaim(
+    store.db
+      .selectFrom('events')
+      .select('id')
+      .where('status', '=', PENDING)
+      .where('locked_until', '<=', now)
+      .orderBy('id')
+      .limit(limit),
+  );
+  const rows = await store.db
+    .updateTable('events')
+    .set({ locked_until: leaseUntil })
+    .where('id', 'in', due)
+    .returningAll()
+    .execute();
+  return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+/** When the next leased-but-unfinished event becomes claimable again (for the router's sleep). */
+export async function nextLeaseExpiry(db: Db): Promise<number | null> {
+  const row = await db
+    .selectFrom('events')
+    .select((eb) => eb.fn.min('locked_until').as('next'))
+    .where('status', '=', PENDING)
+    .executeTakeFirst();
+  return row?.next === null || row?.next === undefined ? null : Number(row.next);
+}
+
+export async function enabledEndpoints(db: Db): Promise<{ id: string; types: string[] }[]> {
+  const rows = await db
+    .selectFrom('endpoints')
+    .select(['id', 'types'])
+    .where('status', '=', 'enabled')
+    .execute();
+  return rows.map((r) => ({ id: r.id, types: JSON.parse(r.types) as string[] }));
+}
+
+// Chunk sizes keep every statement inside SQLite's limit of 32,766 bound values.
+const CHUNK = 1000;
+
+/** Inserts notifications, skipping any (event, user) pair that exists: one event never notifies a person twice. */
+export async function insertNotifications(
+  trx: Transaction<Database>,
+  rows: Insertable<Database['notifications']>[],
+): Promise<number> {
+  let inserted = 0;
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    const result = await trx
+      .insertInto('notifications')
+      .values(rows.slice(i, i + CHUNK))
+      .onConflict((oc) => oc.columns(['event_id', 'user_id']).doNothing())
+      .executeTakeFirst();
+    inserted += Number(result.numInsertedOrUpdatedRows ?? 0);
+  }
+  return inserted;
+}
+
+/** Inserts webhook deliveries, skipping any (event, endpoint) pair that exists. */
+export async function insertDeliveries(
+  trx: Transaction<Database>,
+  rows: Insertable<Database['deliveries']>[],
+): Promise<void> {
+  for (let i = 0; i < rows.length; i += CHUNK) {
+    await trx
+      .insertInto('deliveries')
+      .values(rows.slice(i, i + CHUNK))
+      .onConflict((oc) => oc.columns(['event_id', 'endpoint_id']).doNothing())
+      .execute();
+  }
+}
+
+/** Marks a batch of events routed (their decisions are in the audit log, `event.routed`). */
+export async function markRouted(trx: Transaction<Database>, ids: string[], now: number): Promise<void> {
+  for (let i = 0; i < ids.length; i += CHUNK) {
+    await trx
+      .updateTable('events')
+      .set({ status: 'routed', routed_at: now, locked_until: 0 })
+      .where('id', 'in', ids.slice(i, i + CHUNK))
+      .execute();
+  }
+}

@@ -1,0 +1,83 @@
+import type { ServerResponse } from 'node:http';
+import type { Context } from '../context.ts';
+import { InboxStream, type StreamOptions } from './stream.ts';
+
+/**
+ * Keeps this node's open inbox streams and wakes them when an inbox changes. Changes are announced on the
+ * notifier's `inbox` channel as comma-separated user ids (from this node, or from others over PostgreSQL
+ * LISTEN/NOTIFY); each woken stream then reads its own changes from the database.
+ */
+export class InboxHub {
+  readonly #ctx: Context;
+  readonly #byUser = new Map<string, Set<InboxStream>>();
+  #unsubscribe: (() => void) | undefined;
+  #closed = false;
+
+  constructor(ctx: Context) {
+    this.#ctx = ctx;
+  }
+
+  /** Starts listening for inbox changes. Streams opened before still work: they poll. */
+  start(): void {
+    if (this.#unsubscribe !== undefined || this.#closed) return;
+    this.#unsubscribe = this.#ctx.store.notifier.subscribe('inbox', (payload) =>
+      this.wake(payload.split(',')),
+    );
+  }
+
+  /**
+   * Opens a stream for `userId` on `res` (a hijacked reply) starting after position `cursor`; it pulls at once,
+   * so changes committed before it was registered are not missed.
+   */
+  open(userId: string, res: ServerResponse, cursor: number, authorised: StreamOptions['authorised']): void {
+    // A client gone before its stream existed would never send the 'close' that the clean-up waits for.
+    if (this.#closed || res.destroyed || res.socket?.destroyed !== false) {
+      res.destroy();
+      return;
+    }
+    const stream = new InboxStream(this.#ctx, userId, res, cursor, {
+      authorised,
+      onClose: (s) => this.#remove(s),
+    });
+    let streams = this.#byUser.get(userId);
+    if (streams === undefined) {
+      streams = new Set();
+      this.#byUser.set(userId, streams);
+    }
+    streams.add(stream);
+    this.#ctx.metrics.streamClients.inc();
+    stream.wake();
+  }
+
+  /** Wakes every open stream of these users. */
+  wake(userIds: Iterable<string>): void {
+    for (const userId of userIds) {
+      const streams = this.#byUser.get(userId);
+      if (streams !== undefined) for (const stream of streams) stream.wake();
+    }
+  }
+
+  /** How many streams are open on this node. */
+  get size(): number {
+    let n = 0;
+    for (const streams of this.#byUser.values()) n += streams.size;
+    return n;
+  }
+
+  /** Ends every open stream so shutdown is not held up by them; clients reconnect to another node. */
+  close(): void {
+    this.#closed = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    for (const streams of [...this.#byUser.values()]) {
+      for (const stream of [...streams]) stream.end();
+    }
+  }
+
+  #remove(stream: InboxStream): void {
+    const streams = this.#byUser.get(stream.userId);
+    if (streams === undefined || !streams.delete(stream)) return;
+    if (streams.size === 0) this.#byUser.delete(stream.userId);
+    this.#ctx.metrics.streamClients.dec();
+  }
+}

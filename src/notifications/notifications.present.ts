@@ -1,0 +1,49 @@
+import { type Static, Type } from 'typebox';
+import { iso } from '../clock.ts';
+import type { NotificationRow } from '../db/tables.ts';
+
+/** The states a user can put a notification in. */
+export const State = Type.Union([Type.Literal('unread'), Type.Literal('read'), Type.Literal('archived')]);
+
+const Time = Type.String({ format: 'date-time' });
+const NullableTime = Type.Union([Time, Type.Null()]);
+const NullableText = Type.Union([Type.String(), Type.Null()]);
+
+/** One inbox item as the API and the real-time stream show it. */
+export const Notification = Type.Object({
+  id: Type.String(),
+  event_id: Type.String(),
+  type: Type.String(),
+  source: Type.String(),
+  severity: Type.String(),
+  title: Type.String(),
+  summary: NullableText,
+  url: NullableText,
+  state: State,
+  channels: Type.Array(Type.String()),
+  created_at: Time,
+  updated_at: Time,
+  read_at: NullableTime,
+  archived_at: NullableTime,
+});
+export type Notification = Static<typeof Notification>;
+
+/** Turns a `notifications` row into its public shape. */
+export function presentNotification(row: NotificationRow): Notification {
+  return {
+    id: row.id,
+    event_id: row.event_id,
+    type: row.type,
+    source: row.source_id,
+    severity: row.severity,
+    title: row.title,
+    summary: row.summary,
+    url: row.url,
+    state: row.state,
+    channels: JSON.parse(row.channels) as string[],
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+    read_at: iso(row.read_at),
+    archived_at: iso(row.archived_at),
+  };
+}

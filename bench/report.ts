@@ -1,0 +1,149 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { IngestFigures } from './ingest.ts';
+import type { Distribution, LatencyFigures } from './latency.ts';
+import type { ResourceFigures } from './resources.ts';
+
+/** Everything one run measured; written as JSON. */
+export interface BenchResults {
+  started_at: string;
+  finished_at?: string;
+  machine: {
+    cpus: number;
+    cpu_model: string;
+    memory_mib: number;
+    node: string;
+    platform: string;
+    load_average_at_start: number;
+  };
+  settings: Record<string, number>;
+  notes: string[];
+  baseline?: IngestFigures & {
+    peak_rss_mib: number;
+    /** CPU of the baseline server while it was measured. */
+    cpu_percent: number;
+  };
+  single?: IngestFigures;
+  batch?: IngestFigures;
+  latency?: LatencyFigures;
+  /** Memory and CPU of Herald, and CPU of the benchmark process, per phase. */
+  herald?: ResourceFigures;
+  load_generator?: ResourceFigures;
+  /** Phases that could not run, with the reason. */
+  failures: Record<string, string>;
+}
+
+/** Targets a run passes or fails against. */
+export const TARGETS = { singleRatio: 0.5, batchEventsPerS: 50_000, p99Ms: 100 };
+
+type Row = [figure: string, value: string, reference: string, verdict: string];
+
+/** The results as plain text: the figures, CPU per phase, then notes and failures. */
+export function formatTable(results: BenchResults): string {
+  const figures = table([
+    ['figure', 'value', 'baseline / target', 'result'],
+    ...ingestRows(results),
+    ...latencyRows(results),
+    ...memoryRows(results),
+  ]);
+  const notes = results.notes.map((note) => `note: ${note}`);
+  const failures = Object.entries(results.failures).map(([phase, reason]) => `FAILED ${phase}: ${reason}`);
+  return [figures, '', table(cpuRows(results)), '', ...notes, ...failures].join('\n');
+}
+
+/** Left-aligned columns under a header row and a rule. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]?.length ?? 0)));
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** Writes the results to `<dir>/<timestamp>.json` and `<dir>/latest.json`; returns the first path. */
+export async function writeResults(results: BenchResults, dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const json = `${JSON.stringify(results, null, 2)}\n`;
+  const path = join(dir, `${results.started_at.replace(/[:.]/g, '-')}.json`);
+  await writeFile(path, json);
+  await writeFile(join(dir, 'latest.json'), json);
+  return path;
+}
+
+function ingestRows({ baseline, single, batch }: BenchResults): Row[] {
+  const rows: Row[] = [];
+  if (baseline) rows.push(['baseline: no-op Fastify', `${count(baseline.requests_per_s)} req/s`, '', '']);
+  if (single) {
+    const ratio = baseline ? single.events_per_s / baseline.requests_per_s : Number.NaN;
+    rows.push([
+      'single-event ingest',
+      `${count(single.events_per_s)} events/s`,
+      `>= ${TARGETS.singleRatio} x baseline`,
+      Number.isNaN(ratio) ? 'no baseline' : `${ratio.toFixed(2)} ${verdict(ratio >= TARGETS.singleRatio)}`,
+    ]);
+    rows.push(['single-event errors', count(single.errors), '0', verdict(single.errors === 0)]);
+  }
+  if (batch) {
+    rows.push([
+      'batch ingest',
+      `${count(batch.events_per_s)} events/s`,
+      `>= ${count(TARGETS.batchEventsPerS)}`,
+      verdict(batch.events_per_s >= TARGETS.batchEventsPerS),
+    ]);
+    rows.push(['batch errors', count(batch.errors), '0', verdict(batch.errors === 0)]);
+  }
+  return rows;
+}
+
+function latencyRows({ latency }: BenchResults): Row[] {
+  if (!latency) return [];
+  const row = (name: string, d: Distribution, missing: number): Row => [
+    `${name} latency (p50/p95/p99/max)`,
+    `${d.p50} / ${d.p95} / ${d.p99} / ${d.max} ms`,
+    `p99 < ${TARGETS.p99Ms} ms`,
+    missing > 0 ? `FAIL (${missing} missing)` : verdict(d.count > 0 && d.p99 < TARGETS.p99Ms),
+  ];
+  return [
+    [
+      `offered rate`,
+      `${latency.sent_per_s} events/s`,
+      `${latency.offered_per_s}`,
+      `${latency.errors} errors`,
+    ],
+    [`publish -> 202 (p50/p99)`, `${latency.ack_ms.p50} / ${latency.ack_ms.p99} ms`, '', ''],
+    row('publish -> SSE', latency.sse_ms, latency.missing.sse),
+    row('publish -> webhook', latency.webhook_ms, latency.missing.webhook),
+  ];
+}
+
+function memoryRows({ herald, baseline }: BenchResults): Row[] {
+  if (!herald) return [];
+  const reference = baseline ? `${baseline.peak_rss_mib} MiB (baseline)` : '';
+  const ratio = baseline ? `x${(herald.peak_rss_mib / baseline.peak_rss_mib).toFixed(1)}` : '';
+  return [['peak RSS (Herald)', `${herald.peak_rss_mib} MiB`, reference, ratio]];
+}
+
+/** CPU of each process in each phase: shows what the load generator takes from the shared cores. */
+function cpuRows({ herald, load_generator, baseline }: BenchResults): string[][] {
+  const phases = Object.keys(load_generator?.by_phase ?? {}).filter((name) => name !== 'start-up');
+  const percent = (value: number | undefined) => (value === undefined ? '-' : `${value}%`);
+  const row = (name: string, figures: ResourceFigures | undefined) => [
+    name,
+    ...phases.map((phase) => percent(figures?.by_phase[phase]?.cpu_percent)),
+  ];
+  return [
+    ['CPU (100% = one core)', ...phases],
+    row('Herald', herald),
+    row('bench process (load generator)', load_generator),
+    [
+      'baseline server',
+      ...phases.map((phase) => percent(phase === 'baseline' ? baseline?.cpu_percent : undefined)),
+    ],
+  ];
+}
+
+const verdict = (pass: boolean) => (pass ? 'pass' : 'FAIL');
+const count = (n: number) => n.toLocaleString('en-US');

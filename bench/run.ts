@@ -1,0 +1,158 @@
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { batchIngest, singleIngest } from './ingest.ts';
+import { measureLatency } from './latency.ts';
+import { type HeraldProcess, startBaseline, startHerald } from './processes.ts';
+import { type BenchResults, formatTable, writeResults } from './report.ts';
+import { sampleResources } from './resources.ts';
+import { type BenchCredentials, setUpHerald } from './setup.ts';
+
+/*
+ * `npm run bench`: Herald's ingest throughput, publish-to-arrival latency, memory and CPU, each beside a
+ * baseline or target measured in the same run, so the comparison holds on a slow or noisy machine.
+ */
+
+const SETTINGS = {
+  connections: 50,
+  duration_s: 8,
+  batch_size: 1000,
+  batch_connections: 4,
+  batch_duration_s: 5,
+  latency_rate_per_s: 500,
+  latency_seconds: 10,
+};
+
+const RESULTS_DIR = join(import.meta.dirname, 'results');
+const out = (text: string) => process.stdout.write(`${text}\n`);
+
+async function main(): Promise<void> {
+  const results = newResults();
+  out(`Herald benchmark on ${results.machine.cpus} CPUs, Node ${results.machine.node}\n`);
+  const herald = await phase(results, 'herald start-up', startHerald);
+  try {
+    await runPhases(results, herald);
+  } finally {
+    if (herald) await phase(results, 'herald shut-down', () => herald.stop());
+  }
+  results.finished_at = new Date().toISOString();
+  out(`\n${formatTable(results)}`);
+  out(`\nresults: ${await writeResults(results, RESULTS_DIR)}`);
+  if (Object.keys(results.failures).length > 0) process.exitCode = 1;
+}
+
+/**
+ * The phases in order. The latency probe goes first, on an idle Herald, before the throughput phases leave a
+ * routing backlog behind them; the baseline runs right before Herald's single-event phase, so that both see
+ * the machine in the same state.
+ */
+async function runPhases(results: BenchResults, herald: HeraldProcess | undefined): Promise<void> {
+  // What each phase costs Herald and the benchmark process itself (the load generator shares the cores).
+  const heraldUsage = herald && sampleResources(herald.pid);
+  const benchUsage = sampleResources(process.pid);
+  const measure = (name: string, run: () => Promise<void>) => {
+    heraldUsage?.phase(name);
+    benchUsage.phase(name);
+    return phase(results, name, run);
+  };
+  try {
+    const credentials = herald && (await phase(results, 'set-up', () => setUpHerald(herald)));
+    const ready = herald && credentials && { herald, credentials };
+    if (ready) await measure('latency', () => runLatency(results, ready));
+    await measure('baseline', () => runBaseline(results));
+    if (ready) await measure('single-event ingest', () => runSingle(results, ready));
+    if (ready) await measure('batch ingest', () => runBatch(results, ready));
+  } finally {
+    results.herald = heraldUsage?.stop();
+    results.load_generator = benchUsage.stop();
+  }
+}
+
+interface Ready {
+  herald: HeraldProcess;
+  credentials: BenchCredentials;
+}
+
+async function runLatency(results: BenchResults, { herald, credentials }: Ready): Promise<void> {
+  const options = { rate: SETTINGS.latency_rate_per_s, seconds: SETTINGS.latency_seconds };
+  results.latency = await measureLatency(herald, credentials, options);
+}
+
+async function runBaseline(results: BenchResults): Promise<void> {
+  const server = await startBaseline();
+  try {
+    const usage = sampleResources(server.pid);
+    const load = { connections: SETTINGS.connections, durationS: SETTINGS.duration_s };
+    // The baseline ignores the Authorization header; it is sent so both runs send the same bytes.
+    const figures = await singleIngest(server.url, 'baseline-does-not-check-this-key', load);
+    const { peak_rss_mib, cpu_percent } = usage.stop();
+    results.baseline = { ...figures, peak_rss_mib, cpu_percent };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function runSingle(results: BenchResults, { herald, credentials }: Ready): Promise<void> {
+  const load = { connections: SETTINGS.connections, durationS: SETTINGS.duration_s };
+  results.single = await singleIngest(herald.url, credentials.apiKey, load);
+}
+
+async function runBatch(results: BenchResults, { herald, credentials }: Ready): Promise<void> {
+  const load = { connections: SETTINGS.batch_connections, durationS: SETTINGS.batch_duration_s };
+  results.batch = await batchIngest(herald.url, credentials.apiKey, { ...load, size: SETTINGS.batch_size });
+}
+
+/** Runs one phase; a failure is recorded in the results (and the run goes on) rather than thrown. */
+async function phase<T>(
+  results: BenchResults,
+  name: string,
+  run: (r: BenchResults) => Promise<T>,
+): Promise<T | undefined> {
+  const started = performance.now();
+  out(`- ${name} ...`);
+  try {
+    const value = await run(results);
+    out(`  done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return value;
+  } catch (error) {
+    results.failures[name] = (error as Error).message ?? String(error);
+    out(`  failed: ${results.failures[name]}`);
+    return undefined;
+  }
+}
+
+function newResults(): BenchResults {
+  const cpuCount = availableParallelism();
+  const notes = [
+    'autocannon, the latency sender and the receivers run in the benchmark process on the same machine as the ' +
+      'server under test; the baseline is measured the same way, so the ratio compares like with like.',
+  ];
+  if (cpuCount <= 2) {
+    notes.push(
+      `only ${cpuCount} CPU cores: the load generator and Herald share them, which lowers both figures.`,
+    );
+  }
+  const [load = 0] = loadavg();
+  if (load >= 0.5) {
+    notes.push(
+      `the machine was already busy (load average ${load.toFixed(2)}) when the run started: expect noise.`,
+    );
+  }
+  return {
+    started_at: new Date().toISOString(),
+    machine: {
+      cpus: cpuCount,
+      cpu_model: cpus()[0]?.model ?? 'unknown',
+      memory_mib: Math.round(totalmem() / 2 ** 20),
+      node: process.version,
+      platform: `${process.platform} ${process.arch}`,
+      load_average_at_start: Number(load.toFixed(2)),
+    },
+    settings: SETTINGS,
+    notes,
+    failures: {},
+  };
+}
+
+// Ctrl-C still stops the children (processes.ts kills them on exit).
+process.on('SIGINT', () => process.exit(130));
+await main();

@@ -19,7 +19,7 @@ import { eventsRoutes } from './events/events.routes.ts';
 import { Ingestor } from './events/ingest.ts';
 import { Authenticator } from './http/auth.ts';
 import { openApiDocument } from './http/openapi.ts';
-import { installErrorHandling } from './http/problem.ts';
+import { frameworkErrors, installErrorHandling } from './http/problem.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { createMetrics } from './metrics.ts';
 import { InboxHub } from './notifications/hub.ts';
@@ -91,6 +91,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
       disableRequestLogging: !['debug', 'trace'].includes(config.logLevel),
     }),
     return503OnClosing: true,
+    frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
   const store =
     options.store ?? openStore(config.databaseUrl, { onError: (e) => app.log.error({ err: e }, 'database') });

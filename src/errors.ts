@@ -21,6 +21,7 @@ export const ERRORS = {
     title: 'This event id or Idempotency-Key was already used with a different body',
   },
   payload_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
+  uri_too_long: { status: 414, title: 'A path segment of the URL is too long' },
   unsupported_media_type: { status: 415, title: 'This content type is not supported here' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal: { status: 500, title: 'Internal error' },

@@ -232,7 +232,8 @@ function batchItems(request: FastifyRequest): unknown[] {
       'Send application/json or application/cloudevents-batch+json',
     );
   }
-  const events = (body as { events?: unknown }).events;
+  const events =
+    body !== null && typeof body === 'object' ? (body as { events?: unknown }).events : undefined;
   if (!Array.isArray(events)) {
     throw new HeraldError('validation_failed', 'body.events must be an array of events', {
       errors: [{ field: 'body.events', message: 'must be an array of events' }],

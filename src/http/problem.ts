@@ -33,6 +33,10 @@ export function classify(error: unknown): HeraldError {
     });
   }
   switch (e.code) {
+    case 'FST_ERR_BAD_URL':
+      return new HeraldError('validation_failed', 'The URL is not validly percent-encoded');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new HeraldError('uri_too_long');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new HeraldError('payload_too_large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -54,6 +58,14 @@ export function classify(error: unknown): HeraldError {
     return new HeraldError('validation_failed', e.message);
   }
   return new HeraldError('internal', 'Herald could not complete this request', { cause: error });
+}
+
+/**
+ * Errors Fastify raises before routing (a badly encoded URL, an over-long path parameter); passed to Fastify
+ * as its `frameworkErrors` option so they leave as problem+json too.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  sendProblem(reply, classify(error), request.url.split('?')[0]);
 }
 
 /** Installs the error and not-found handlers: every failure leaves as problem+json. */

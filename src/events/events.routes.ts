@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { iso } from '../clock.ts';
+import { listDeliveriesForEvent } from '../delivery/deliveries.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound, toProblem } from '../errors.ts';
 import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
@@ -120,7 +121,7 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       const [routing, notifications, deliveries] = await Promise.all([
         routingDecision(deps.store.db, event.id),
         notificationsOfEvent(deps.store.db, event.id),
-        deliveriesOfEvent(deps, event.id),
+        listDeliveriesForEvent(deps.store.db, event.id),
       ]);
       return {
         ...presentEvent(event),
@@ -254,28 +255,4 @@ function accepted(result: Extract<IngestResult, { ok: true }>) {
     duplicate: result.duplicate,
     status: result.status,
   };
-}
-
-async function deliveriesOfEvent(deps: Deps, eventId: string) {
-  const rows = await deps.store.db
-    .selectFrom('deliveries')
-    .select([
-      'id',
-      'channel',
-      'endpoint_id',
-      'msg_id',
-      'status',
-      'attempt_count',
-      'last_status_code',
-      'last_error',
-    ])
-    .select(['next_attempt_at', 'completed_at'])
-    .where('event_id', '=', eventId)
-    .orderBy('id')
-    .execute();
-  return rows.map((d) => ({
-    ...d,
-    next_attempt_at: iso(d.next_attempt_at),
-    completed_at: iso(d.completed_at),
-  }));
 }

@@ -1,0 +1,255 @@
+import { type Selectable, sql } from 'kysely';
+import type { Db, Store } from '../db/engine.ts';
+import type { AttemptsTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
+import { presentEventDelivery } from './endpoints.present.ts';
+
+export type AttemptRow = Selectable<AttemptsTable>;
+
+// A literal, not a bound parameter: only then can SQLite use the partial index `deliveries_due`.
+const PENDING = sql.lit<'pending'>('pending');
+
+/*
+ * A manual resend sets a finished delivery back to pending and leaves its completed_at alone: a pending delivery
+ * with a completed_at is one an operator reopened, and its next attempt is recorded with trigger `manual`.
+ * Every outcome clears or replaces completed_at, so the mark lasts exactly one attempt.
+ */
+
+export interface ClaimOptions {
+  now: number;
+  /** Most deliveries to claim in all. */
+  limit: number;
+  /** Most deliveries to claim for any one endpoint... */
+  perEndpoint: number;
+  /** ...or for these endpoints, this many (what they have free). */
+  roomFor: ReadonlyMap<string, number>;
+  /** Endpoints to leave alone (no free slot on this node). */
+  excludeEndpoints: readonly string[];
+  /** The lease: until then no other claim takes these deliveries. */
+  lockedUntil: number;
+  /** How many due deliveries to look at to pick from (bounds the work of one claim). */
+  scan: number;
+}
+
+/**
+ * Claims due webhook deliveries with a lease, in one statement. The innermost select goes through the engine's
+ * `lockForClaim` (`for update skip locked` on PostgreSQL), so nodes sharing a database never claim the same row;
+ * a window over it takes no more per endpoint than the endpoint has room for.
+ */
+export async function claimDueDeliveries(store: Store, options: ClaimOptions): Promise<DeliveryRow[]> {
+  const { db } = store;
+  let due = db
+    .selectFrom('deliveries')
+    .select(['id', 'endpoint_id', 'next_attempt_at'])
+    .where('status', '=', PENDING)
+    .where('channel', '=', 'webhook')
+    .where('endpoint_id', 'is not', null)
+    .where('next_attempt_at', '<=', options.now)
+    .where('locked_until', '<=', options.now);
+  if (options.excludeEndpoints.length > 0)
+    due = due.where('endpoint_id', 'not in', [...options.excludeEndpoints]);
+  const candidates = store.lockForClaim(due.orderBy('next_attempt_at').limit(options.scan));
+  const ranked = db
+    .selectFrom(candidates.as('c'))
+    .select([
+      'c.id',
+      'c.endpoint_id',
+      'c.next_attempt_at',
+      sql<number>`row_number() over (partition by c.endpoint_id order by c.next_attempt_at, c.id)`.as('rank'),
+    ]);
+  const room =
+    options.roomFor.size === 0
+      ? sql<number>`${options.perEndpoint}`
+      : sql<number>`case r.endpoint_id ${sql.join(
+          [...options.roomFor].map(([id, n]) => sql`when ${id} then cast(${n} as integer)`),
+          sql` `,
+        )} else cast(${options.perEndpoint} as integer) end`;
+  const chosen = db
+    .selectFrom(ranked.as('r'))
+    .select('r.id')
+    .where('r.rank', '<=', room)
+    .orderBy('r.next_attempt_at')
+    .limit(options.limit);
+  return db
+    .updateTable('deliveries')
+    .set({ locked_until: options.lockedUntil })
+    .where('id', 'in', chosen)
+    .where('locked_until', '<=', options.now)
+    .returningAll()
+    .execute();
+}
+
+/** When the earliest pending delivery after `now` falls due, if any. */
+export async function nextDueAt(db: Db, now: number): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('deliveries')
+    .select('next_attempt_at')
+    .where('status', '=', PENDING)
+    .where('next_attempt_at', '>', now)
+    .orderBy('next_attempt_at')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.next_attempt_at;
+}
+
+/** Cancels the given pending deliveries (e.g. their endpoint is gone or disabled). */
+export async function cancelDeliveries(
+  db: Db,
+  ids: readonly string[],
+  reason: string,
+  now: number,
+): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .updateTable('deliveries')
+    .set({ status: 'cancelled', last_error: reason, locked_until: 0, updated_at: now, completed_at: now })
+    .where('id', 'in', [...ids])
+    .where('status', '=', 'pending')
+    .execute();
+}
+
+/**
+ * Cancels an endpoint's pending deliveries that no dispatcher holds right now; held ones are cancelled when
+ * next claimed. Returns how many were cancelled.
+ */
+export async function cancelPendingForEndpoint(
+  db: Db,
+  endpointId: string,
+  reason: string,
+  now: number,
+): Promise<number> {
+  const result = await db
+    .updateTable('deliveries')
+    .set({ status: 'cancelled', last_error: reason, updated_at: now, completed_at: now })
+    .where('endpoint_id', '=', endpointId)
+    .where('status', '=', 'pending')
+    .where('locked_until', '<=', now)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+/** The events with these ids (missing ones are left out). */
+export async function findEvents(db: Db, ids: readonly string[]): Promise<EventRow[]> {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('events')
+    .selectAll()
+    .where('id', 'in', [...ids])
+    .execute();
+}
+
+export async function insertAttempts(db: Db, rows: AttemptRow[]): Promise<void> {
+  // SQLite allows 32,766 bound values per statement; 9 per row keeps chunks well inside it.
+  for (let i = 0; i < rows.length; i += 500) {
+    await db
+      .insertInto('attempts')
+      .values(rows.slice(i, i + 500))
+      .execute();
+  }
+}
+
+/** The state a delivery is left in after an attempt. */
+export interface DeliveryAfterAttempt {
+  status: DeliveryStatus;
+  attempt_count: number;
+  next_attempt_at: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  updated_at: number;
+  completed_at: number | null;
+}
+
+export interface FinishedAttempt extends DeliveryAfterAttempt {
+  id: string;
+  /** The `locked_until` the delivery was claimed with. */
+  lease: number;
+}
+
+/**
+ * Records the state of many deliveries after their attempts, in one statement per 500. A delivery is updated
+ * only while it still carries the lease it was claimed with: when the lease ran out and another node took the
+ * delivery, that node's outcome is the one that counts.
+ */
+export async function finishAttempts(db: Db, rows: FinishedAttempt[]): Promise<void> {
+  // `update ... from (values ...)` works on both engines (SQLite 3.33+); VALUES columns are column1, column2, ...
+  // on both, and the casts give PostgreSQL the types its untyped parameters lack.
+  for (let i = 0; i < rows.length; i += 500) {
+    const values = rows.slice(i, i + 500).map(
+      (r) => sql`(${r.id}, cast(${r.lease} as bigint), ${r.status}, cast(${r.attempt_count} as integer),
+        cast(${r.next_attempt_at} as bigint), cast(${r.last_status_code} as integer), ${r.last_error},
+        cast(${r.updated_at} as bigint), cast(${r.completed_at} as bigint))`,
+    );
+    await sql`
+      update deliveries set status = v.column3, attempt_count = v.column4, next_attempt_at = v.column5,
+        last_status_code = v.column6, last_error = v.column7, updated_at = v.column8, completed_at = v.column9,
+        locked_until = 0
+      from (values ${sql.join(values)}) as v
+      where deliveries.id = v.column1 and deliveries.locked_until = v.column2 and deliveries.status = 'pending'`.execute(
+      db,
+    );
+  }
+}
+
+export interface DeliveryFilter {
+  endpointId: string;
+  status?: DeliveryStatus | undefined;
+  /** Deliveries with an id below this (the page cursor; newest first). */
+  before?: string | undefined;
+  limit: number;
+}
+
+/** An endpoint's deliveries, newest first. */
+export async function listEndpointDeliveries(db: Db, filter: DeliveryFilter): Promise<DeliveryRow[]> {
+  let query = db.selectFrom('deliveries').selectAll().where('endpoint_id', '=', filter.endpointId);
+  if (filter.status !== undefined) query = query.where('status', '=', filter.status);
+  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  return query.orderBy('id', 'desc').limit(filter.limit).execute();
+}
+
+export async function findDelivery(db: Db, endpointId: string, id: string): Promise<DeliveryRow | undefined> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('id', '=', id)
+    .where('endpoint_id', '=', endpointId)
+    .executeTakeFirst();
+}
+
+/** The attempts of these deliveries, oldest first, grouped by delivery id. */
+export async function attemptsOf(db: Db, deliveryIds: readonly string[]): Promise<Map<string, AttemptRow[]>> {
+  const byDelivery = new Map<string, AttemptRow[]>();
+  if (deliveryIds.length === 0) return byDelivery;
+  const rows = await db
+    .selectFrom('attempts')
+    .selectAll()
+    .where('delivery_id', 'in', [...deliveryIds])
+    .orderBy('id')
+    .execute();
+  for (const row of rows) {
+    const list = byDelivery.get(row.delivery_id);
+    if (list === undefined) byDelivery.set(row.delivery_id, [row]);
+    else list.push(row);
+  }
+  return byDelivery;
+}
+
+/** Sets a finished delivery back to pending, due now (see the note on manual resends above). */
+export async function reopenDelivery(db: Db, id: string, now: number): Promise<DeliveryRow | undefined> {
+  return db
+    .updateTable('deliveries')
+    .set({ status: 'pending', next_attempt_at: now, locked_until: 0, updated_at: now })
+    .where('id', '=', id)
+    .where('status', '!=', 'pending')
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** The deliveries of one event, as the events API shows them (schema `EventDelivery`). */
+export async function listDeliveriesForEvent(db: Db, eventId: string) {
+  const rows = await db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('event_id', '=', eventId)
+    .orderBy('id')
+    .execute();
+  return rows.map(presentEventDelivery);
+}

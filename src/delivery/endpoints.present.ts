@@ -1,0 +1,59 @@
+import { iso } from '../clock.ts';
+import type { DeliveryRow, EndpointRow } from '../db/tables.ts';
+import type { AttemptRow } from './deliveries.repo.ts';
+
+/** An endpoint as the admin API shows it (with its secret: only admins see endpoints). */
+export function presentEndpoint(row: EndpointRow) {
+  return {
+    id: row.id,
+    url: row.url,
+    description: row.description,
+    types: JSON.parse(row.types) as string[],
+    secret: row.secret,
+    status: row.status,
+    disabled_reason: row.disabled_reason,
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+  };
+}
+
+export function presentAttempt(row: AttemptRow) {
+  return {
+    id: row.id,
+    attempted_at: iso(row.attempted_at),
+    trigger: row.trigger,
+    outcome: row.outcome,
+    status_code: row.status_code,
+    latency_ms: row.latency_ms,
+    response: row.response,
+    error: row.error,
+  };
+}
+
+function deliveryFields(row: DeliveryRow) {
+  const pending = row.status === 'pending';
+  return {
+    id: row.id,
+    event_id: row.event_id,
+    msg_id: row.msg_id,
+    status: row.status,
+    attempt_count: row.attempt_count,
+    next_attempt_at: pending ? iso(row.next_attempt_at) : null,
+    last_status_code: row.last_status_code,
+    last_error: row.last_error,
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+    // A pending delivery keeps its earlier completed_at only as the mark of a manual resend (see reopenDelivery).
+    completed_at: pending ? null : iso(row.completed_at),
+  };
+}
+
+/** A delivery with its attempts, oldest attempt first. */
+export function presentDelivery(row: DeliveryRow, attempts: AttemptRow[]) {
+  return { ...deliveryFields(row), attempts: attempts.map(presentAttempt) };
+}
+
+/** A delivery as the events API lists it under its event. */
+export function presentEventDelivery(row: DeliveryRow) {
+  return { ...deliveryFields(row), channel: row.channel, endpoint_id: row.endpoint_id };
+}

@@ -1,0 +1,188 @@
+import { Type } from 'typebox';
+import { appendAudit } from '../audit/audit.repo.ts';
+import type { EndpointRow } from '../db/tables.ts';
+import type { App, Deps } from '../deps.ts';
+import { invalid, notFound } from '../errors.ts';
+import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { cancelPendingForEndpoint } from './deliveries.repo.ts';
+import { deliveriesRoutes } from './deliveries.routes.ts';
+import { presentEndpoint } from './endpoints.present.ts';
+import {
+  deleteEndpoint,
+  findEndpoint,
+  insertEndpoint,
+  listEndpoints,
+  updateEndpoint,
+} from './endpoints.repo.ts';
+import { Endpoint, EndpointParams, EndpointPut } from './endpoints.schema.ts';
+import { allowList, checkUrl } from './ssrf.ts';
+import { isValidWebhookSecret, newWebhookSecret } from './webhook.ts';
+
+const tags = ['endpoints'];
+const security = [{ bearer: [] }];
+
+/** Admin API for outbound webhook endpoints and their deliveries. */
+export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
+  const admin = deps.auth.require('admin');
+  const db = deps.store.db;
+  const allow = allowList(deps.config.outboundAllow);
+
+  app.put(
+    '/endpoints/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Create or replace a webhook endpoint; a signing secret is generated when none is given',
+        params: EndpointParams,
+        body: EndpointPut,
+        response: { 200: Endpoint, 201: Endpoint },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const body = request.body;
+      const url = checkEndpointUrl(body.url);
+      if (body.secret !== undefined && !isValidWebhookSecret(body.secret)) {
+        throw invalid('body.secret', 'must be "whsec_" followed by the base64 of 24 to 64 random bytes');
+      }
+      await checkUrl(url, allow);
+      const now = deps.clock.now();
+      const fields = { url, types: JSON.stringify(body.types), updated_at: now };
+      const result = await db.transaction().execute(async (trx) => {
+        const existing = await findEndpoint(trx, id);
+        let row: EndpointRow;
+        if (existing === undefined) {
+          const enabled = body.enabled ?? true;
+          row = await insertEndpoint(trx, {
+            id,
+            ...fields,
+            description: body.description ?? null,
+            secret: body.secret ?? newWebhookSecret(),
+            status: enabled ? 'enabled' : 'disabled',
+            disabled_reason: enabled ? null : 'manual',
+            created_at: now,
+          });
+        } else {
+          const patch: Parameters<typeof updateEndpoint>[2] = { ...fields };
+          if (body.description !== undefined) patch.description = body.description;
+          if (body.secret !== undefined) patch.secret = body.secret;
+          if (body.enabled === true) Object.assign(patch, { status: 'enabled', disabled_reason: null });
+          if (body.enabled === false && existing.status === 'enabled') {
+            Object.assign(patch, { status: 'disabled', disabled_reason: 'manual' });
+          }
+          row = (await updateEndpoint(trx, id, patch))!;
+        }
+        const cancelled =
+          row.status === 'disabled' ? await cancelPendingForEndpoint(trx, id, 'endpoint disabled', now) : 0;
+        await appendAudit(trx, {
+          at: now,
+          actor: 'admin',
+          action: existing === undefined ? 'endpoint.created' : 'endpoint.updated',
+          subject_type: 'endpoint',
+          subject_id: id,
+          data: {
+            url,
+            types: body.types,
+            status: row.status,
+            secret_changed:
+              existing !== undefined && body.secret !== undefined && body.secret !== existing.secret,
+            ...(cancelled > 0 ? { deliveries_cancelled: cancelled } : {}),
+          },
+        });
+        return { row, created: existing === undefined };
+      });
+      reply.code(result.created ? 201 : 200);
+      return presentEndpoint(result.row);
+    },
+  );
+
+  app.get(
+    '/endpoints',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'List webhook endpoints',
+        querystring: Type.Object(PageQuery),
+        response: { 200: Page(Endpoint) },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? 50;
+      const rows = await listEndpoints(db, { after: decodeCursor(request.query.cursor), limit: limit + 1 });
+      return toPage(rows, limit, (r) => r.id, presentEndpoint);
+    },
+  );
+
+  app.get(
+    '/endpoints/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Get a webhook endpoint',
+        params: EndpointParams,
+        response: { 200: Endpoint },
+      },
+    },
+    async (request) => presentEndpoint(await mustFind(deps, request.params.id)),
+  );
+
+  app.delete(
+    '/endpoints/:id',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary: 'Delete a webhook endpoint; its pending deliveries are cancelled',
+        params: EndpointParams,
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const now = deps.clock.now();
+      await db.transaction().execute(async (trx) => {
+        if (!(await deleteEndpoint(trx, id))) throw notFound('Endpoint', id);
+        const cancelled = await cancelPendingForEndpoint(trx, id, 'endpoint deleted', now);
+        await appendAudit(trx, {
+          at: now,
+          actor: 'admin',
+          action: 'endpoint.deleted',
+          subject_type: 'endpoint',
+          subject_id: id,
+          data: { deliveries_cancelled: cancelled },
+        });
+      });
+      return reply.code(204).send();
+    },
+  );
+
+  await deliveriesRoutes(app, deps);
+}
+
+async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
+  const row = await findEndpoint(deps.store.db, id);
+  if (row === undefined) throw notFound('Endpoint', id);
+  return row;
+}
+
+/** An endpoint URL is an absolute http(s) URL without credentials (deliveries are signed instead). */
+function checkEndpointUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw invalid('body.url', 'must be an absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw invalid('body.url', 'must be an http or https URL');
+  if (url.username !== '' || url.password !== '') {
+    throw invalid('body.url', 'must not contain a user name or password');
+  }
+  return value;
+}

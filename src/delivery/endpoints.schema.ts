@@ -1,0 +1,106 @@
+import { Type } from 'typebox';
+import { PageQuery } from '../http/pagination.ts';
+import { TYPE_PATTERN_REGEX } from '../routing/patterns.ts';
+
+/** Endpoint ids: chosen by the admin, short, readable and URL-safe. */
+export const EndpointId = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: 'Letters, digits, `.`, `_`, `-`; starts with a letter or digit',
+});
+
+export const EndpointParams = Type.Object({ id: EndpointId });
+export const DeliveryParams = Type.Object({
+  id: EndpointId,
+  deliveryId: Type.String({ minLength: 1, maxLength: 100 }),
+});
+
+export const EndpointPut = Type.Object(
+  {
+    url: Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description: 'An http or https URL; redirects are not followed',
+    }),
+    types: Type.Array(Type.String({ minLength: 1, maxLength: 200, pattern: TYPE_PATTERN_REGEX }), {
+      minItems: 1,
+      maxItems: 100,
+      description: 'Event type patterns to send here; `*` matches any run of characters (`case.*`, `*`)',
+    }),
+    description: Type.Optional(Type.Union([Type.Null(), Type.String({ maxLength: 1000 })])),
+    secret: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description:
+          'Standard Webhooks signing secret, `whsec_` + base64 of 24 to 64 bytes; generated when omitted',
+      }),
+    ),
+    enabled: Type.Optional(Type.Boolean({ description: 'false pauses the endpoint; true re-enables it' })),
+  },
+  { additionalProperties: false },
+);
+
+const Time = Type.String({ format: 'date-time' });
+const NullableTime = Type.Union([Time, Type.Null()]);
+const NullableString = Type.Union([Type.String(), Type.Null()]);
+const NullableInteger = Type.Union([Type.Integer(), Type.Null()]);
+
+export const Endpoint = Type.Object({
+  id: Type.String(),
+  url: Type.String(),
+  description: NullableString,
+  types: Type.Array(Type.String()),
+  secret: Type.String({ description: 'The signing secret (`whsec_...`)' }),
+  status: Type.Union([Type.Literal('enabled'), Type.Literal('disabled')]),
+  disabled_reason: Type.Union([
+    Type.String({ description: '`gone` (410), `receiver_requested`, `manual`' }),
+    Type.Null(),
+  ]),
+  created_at: Time,
+  updated_at: Time,
+});
+
+export const DeliveryStatus = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('succeeded'),
+  Type.Literal('dead'),
+  Type.Literal('cancelled'),
+]);
+
+export const Attempt = Type.Object({
+  id: Type.String(),
+  attempted_at: Time,
+  trigger: Type.Union([Type.Literal('scheduled'), Type.Literal('manual')]),
+  outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('retry'), Type.Literal('failed')]),
+  status_code: NullableInteger,
+  latency_ms: Type.Integer(),
+  response: Type.Union([Type.String({ description: 'The first 2 KiB of the response body' }), Type.Null()]),
+  error: NullableString,
+});
+
+const DeliveryFields = {
+  id: Type.String(),
+  event_id: Type.String(),
+  msg_id: Type.String({ description: 'The `webhook-id` header: the same on every attempt' }),
+  status: DeliveryStatus,
+  attempt_count: Type.Integer(),
+  next_attempt_at: NullableTime,
+  last_status_code: NullableInteger,
+  last_error: NullableString,
+  created_at: Time,
+  updated_at: Time,
+  completed_at: NullableTime,
+};
+
+export const Delivery = Type.Object({ ...DeliveryFields, attempts: Type.Array(Attempt) });
+
+/** A delivery as the events API shows it under an event. */
+export const EventDelivery = Type.Object({
+  ...DeliveryFields,
+  channel: Type.Literal('webhook'),
+  endpoint_id: NullableString,
+});
+
+export const DeliveryQuery = Type.Object({ status: Type.Optional(DeliveryStatus), ...PageQuery });

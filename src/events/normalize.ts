@@ -47,6 +47,17 @@ export function canonicalJson(value: unknown): string {
 
 const ms = (text: string | undefined): number | null => (text === undefined ? null : Date.parse(text));
 
+/** Top-level text fields holding a NUL character, which databases refuse (data is stored as escaped JSON). */
+function nulProblems(value: unknown, prefix: string): FieldProblem[] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value as Record<string, unknown>)
+    .filter(([key, v]) => key !== 'data' && JSON.stringify(v ?? '').includes('\\u0000'))
+    .map(([key]) => ({
+      field: prefix ? `${prefix}.${key}` : key,
+      message: 'must not contain NUL characters',
+    }));
+}
+
 /** Validates and normalises a native Herald event. `prefix` names the item in a batch (`events.3`). */
 export function fromNative(
   body: unknown,
@@ -55,6 +66,7 @@ export function fromNative(
   prefix = '',
 ): IncomingEvent {
   const problems = checkNative(body, prefix);
+  problems.push(...nulProblems(body, prefix));
   if (problems.length > 0) fail(problems);
   const event = body as NativeEvent;
   if (event.source !== undefined && event.source !== sourceId) {
@@ -121,6 +133,7 @@ export function fromCloudEvent(
       record['recipients'] = parseRecipients(record['recipients']);
   }
   const problems = checkCloudEvent(attributes, prefix);
+  problems.push(...nulProblems(attributes, prefix));
   if (problems.length > 0) fail(problems);
   const ce = attributes as CloudEvent & Record<string, unknown>;
   const extensions: Record<string, unknown> = { source: ce.source };

@@ -48,6 +48,12 @@ export function classify(error: unknown): HeraldError {
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new HeraldError('validation_failed', e.message);
   }
+  if (isDataException(error)) {
+    return new HeraldError(
+      'validation_failed',
+      'The request holds a value the database cannot store, such as a NUL character',
+    );
+  }
   if (error instanceof SyntaxError || e.statusCode === 400)
     return new HeraldError('malformed_json', e.message);
   if (e.statusCode === 413) return new HeraldError('payload_too_large');
@@ -81,4 +87,10 @@ export function installErrorHandling(app: FastifyInstance): void {
       new HeraldError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}`),
     ),
   );
+}
+
+/** PostgreSQL's data exceptions (SQLSTATE class 22: a NUL in text, a number out of range) are the input's fault. */
+function isDataException(error: unknown): boolean {
+  const e = error as { code?: unknown; severity?: unknown };
+  return typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code) && typeof e.severity === 'string';
 }

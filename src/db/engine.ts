@@ -22,6 +22,12 @@ export interface EngineParts {
   lockForClaim<QB extends SelectQueryBuilder<Database, keyof Database, object>>(qb: QB): QB;
   /** Reserves `count` consecutive inbox sequence numbers inside `trx`; returns the first. */
   allocateSeq(trx: Transaction<Database>, count: number): Promise<number>;
+  /**
+   * Runs `fn` in a transaction whose commit is on disk (fsync'd) before the promise resolves: for what Herald
+   * acknowledges to a client, such as a 202 for an event. Other transactions survive a killed process but may
+   * not survive a power cut on SQLite (see sqlite.ts).
+   */
+  transactDurably<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 

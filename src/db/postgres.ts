@@ -38,6 +38,8 @@ export function connectPostgres(url: string, options: PostgresOptions = {}): Eng
         select setval('inbox_seq', nextval('inbox_seq') + ${count - 1}) as last`.execute(trx);
       return row.rows[0]!.last - count + 1;
     },
+    // Every PostgreSQL commit is durable (synchronous_commit is on by default).
+    transactDurably: (fn) => db.transaction().execute(fn),
     async close() {
       await notifier.close();
       await db.destroy();

@@ -14,15 +14,21 @@ import { LocalNotifier } from './notifier.ts';
 import type { Database } from './tables.ts';
 
 /**
- * Opens the embedded SQLite database: one file in WAL mode. `synchronous=FULL` makes every commit durable;
- * the ingest path batches commits (group commit) so this costs one fsync per batch, not per event.
+ * Opens the embedded SQLite database: one file in WAL mode.
+ *
+ * Durability is chosen per transaction. By default `synchronous=normal`: in WAL mode a commit survives the
+ * process being killed, and only an OS crash or power cut can roll back the latest ones. That suits the
+ * background bookkeeping (leases, routing, delivery outcomes), which is idempotent and redone if lost.
+ * What Herald acknowledges to a publisher goes through {@link EngineParts.transactDurably}, which commits
+ * with `synchronous=full` (an fsync of the WAL, covering every earlier commit too); group commit makes
+ * that one fsync per batch of events.
  */
 export function connectSqlite(path: string): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);
   raw.exec(`
     pragma journal_mode = wal;
-    pragma synchronous = full;
+    pragma synchronous = normal;
     pragma busy_timeout = 5000;
     pragma foreign_keys = on;
     pragma cache_size = -65536;
@@ -39,6 +45,17 @@ export function connectSqlite(path: string): EngineParts {
       const row = await sql<{ value: number }>`
         update counters set value = value + ${count} where name = 'inbox_seq' returning value`.execute(trx);
       return row.rows[0]!.value - count + 1;
+    },
+    transactDurably(fn) {
+      // One connection: the pragma and the transaction run back to back, nothing else in between.
+      return db.connection().execute(async (connection) => {
+        await sql`pragma synchronous = full`.execute(connection);
+        try {
+          return await connection.transaction().execute(fn);
+        } finally {
+          await sql`pragma synchronous = normal`.execute(connection);
+        }
+      });
     },
     async close() {
       await db.destroy();

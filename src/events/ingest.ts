@@ -87,7 +87,7 @@ export class Ingestor {
     const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
     const rows: NewEvent[] = events.map((e) => toRow(e, now));
-    const results = await store.db.transaction().execute(async (trx) => {
+    const results = await store.transactDurably(async (trx) => {
       const inserted = await insertEvents(trx, rows);
       const out: IngestResult[] = [];
       const repeats = rows.filter((r) => !inserted.has(r.id));

@@ -2,13 +2,13 @@ import { appendAudit } from '../audit/audit.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound } from '../errors.ts';
 import { decodeCursor, Page, toPage } from '../http/pagination.ts';
+import { security } from '../http/schemas.ts';
 import { attemptsOf, findDelivery, listEndpointDeliveries, reopenDelivery } from './deliveries.repo.ts';
 import { presentDelivery } from './endpoints.present.ts';
 import { findEndpoint } from './endpoints.repo.ts';
 import { Delivery, DeliveryParams, DeliveryQuery, EndpointParams } from './endpoints.schema.ts';
 
 const tags = ['endpoints'];
-const security = [{ bearer: [] }];
 
 /** The deliveries of one endpoint, with their attempts, and manual resend (registered by endpointsRoutes). */
 export async function deliveriesRoutes(app: App, deps: Deps): Promise<void> {

@@ -4,6 +4,7 @@ import type { EndpointRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { security } from '../http/schemas.ts';
 import { cancelPendingForEndpoint } from './deliveries.repo.ts';
 import { deliveriesRoutes } from './deliveries.routes.ts';
 import { presentEndpoint } from './endpoints.present.ts';
@@ -19,7 +20,6 @@ import { allowList, checkUrl } from './ssrf.ts';
 import { isValidWebhookSecret, newWebhookSecret } from './webhook.ts';
 
 const tags = ['endpoints'];
-const security = [{ bearer: [] }];
 
 /** Admin API for outbound webhook endpoints and their deliveries. */
 export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {

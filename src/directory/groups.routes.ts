@@ -5,6 +5,7 @@ import type { Db } from '../db/engine.ts';
 import type { App, Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { Deleted, security } from '../http/schemas.ts';
 import {
   addMembers,
   deleteGroup,
@@ -21,8 +22,6 @@ import { Group, GroupBody, GroupParams, GroupSummary, MemberParams, MembersBody 
 import { assertReferencesExist } from './references.ts';
 
 const tags = ['directory'];
-const security = [{ bearer: [] }];
-const Deleted = Type.Null({ description: 'Deleted' });
 
 /** Admin API for groups (teams, shared queues) and their members. */
 export async function groupsRoutes(app: App, deps: Deps): Promise<void> {

@@ -4,14 +4,13 @@ import { revokeCredentials } from '../auth/credentials.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { type FieldProblem, HeraldError, notFound } from '../errors.ts';
 import { decodeCursor, Page, toPage } from '../http/pagination.ts';
+import { Deleted, security } from '../http/schemas.ts';
 import { presentUser } from './users.present.ts';
 import { deleteUser, existingUserIds, findUser, listUsers, upsertUsers } from './users.repo.ts';
 import { BulkUsersBody, BulkUsersResult, User, UserBody, UserParams, UsersQuery } from './users.schema.ts';
 import { checkUser, type UserInput } from './users.validate.ts';
 
 const tags = ['directory'];
-const security = [{ bearer: [] }];
-const Deleted = Type.Null({ description: 'Deleted' });
 const MAX_BULK = 10_000;
 // A full bulk sync is bigger than an event; the admin may send up to this much in one request.
 const BULK_BODY_LIMIT = 32 * 1024 * 1024;

@@ -3,13 +3,13 @@ import type { App, Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
 import type { Principal } from '../http/auth.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { security } from '../http/schemas.ts';
 import { Notification, presentNotification, State } from './notifications.present.ts';
 import { countUnread, findNotification, listNotifications } from './notifications.repo.ts';
 import { changeState, markAllRead } from './notifications.service.ts';
 import { credentialsOf, startingPosition, streamAuth } from './stream.ts';
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
-const security = [{ bearer: [] }];
 const tags = ['inbox'];
 
 /** The user id of a request that passed `auth.require('user')`. */

@@ -12,9 +12,9 @@ import { findUser } from '../directory/users.repo.ts';
 import { DirectoryId } from '../directory/users.schema.ts';
 import { notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { security } from '../http/schemas.ts';
 
 const tags = ['directory'];
-const security = [{ bearer: [] }];
 const DAY_MS = 86_400_000;
 
 const Time = Type.String({ format: 'date-time' });

@@ -7,6 +7,7 @@ import { DirectoryId } from '../directory/users.schema.ts';
 import { HeraldError, notFound } from '../errors.ts';
 import { SEVERITIES } from '../events/events.schema.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery } from '../http/pagination.ts';
+import { Deleted, security } from '../http/schemas.ts';
 import { TYPE_PATTERN_REGEX } from './patterns.ts';
 import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.repo.ts';
 
@@ -14,8 +15,6 @@ import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.
 export const RULE_CHANNELS: readonly string[] = ['inapp'];
 
 const tags = ['rules'];
-const security = [{ bearer: [] }];
-const Deleted = Type.Null({ description: 'Deleted' });
 
 const RuleId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
 const RuleParams = Type.Object({ id: RuleId });

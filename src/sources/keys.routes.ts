@@ -3,13 +3,12 @@ import { appendAudit } from '../audit/audit.repo.ts';
 import { createCredential, listCredentials, revokeCredentials } from '../auth/credentials.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
+import { Deleted, security } from '../http/schemas.ts';
 import { presentKey } from './sources.present.ts';
 import { findSource } from './sources.repo.ts';
 import { Key, KeyCreate, KeyParams, KeyWithSecret, SourceParams } from './sources.schema.ts';
 
 const tags = ['sources'];
-const security = [{ bearer: [] }];
-const Deleted = Type.Null({ description: 'Deleted' });
 
 /** The API keys of a source: list, create (optionally rotating), revoke. */
 export async function keyRoutes(app: App, deps: Deps): Promise<void> {

@@ -4,14 +4,13 @@ import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
+import { Deleted, security } from '../http/schemas.ts';
 import { keyRoutes } from './keys.routes.ts';
 import { presentSource } from './sources.present.ts';
 import { deleteSource, findSource, insertSource, listSources, updateSource } from './sources.repo.ts';
 import { Source, SourceCreate, SourceParams, SourcePatch, SourceWithKey } from './sources.schema.ts';
 
 const tags = ['sources'];
-const security = [{ bearer: [] }];
-const Deleted = Type.Null({ description: 'Deleted' });
 
 /** Admin API for sources (the systems that publish events) and their API keys. */
 export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {

@@ -419,6 +419,37 @@ for (const engine of ENGINES) {
     }
   });
 
+  test(`[${engine}] a delivery that waited too long for a free slot is given back unsent, not sent after its lease`, async (t) => {
+    const clock = new ManualClock(Date.now());
+    const s = await setup(t, engine, {
+      clock,
+      workers: false,
+      env: { HERALD_WEBHOOK_ENDPOINT_CONCURRENCY: '1' },
+    });
+    const receiver = await startReceiver(t, { hold: true });
+    const endpoint = await putEndpoint(s.h, receiver.url);
+    await publish(s);
+    await publish(s);
+    await routeAll(s.h);
+
+    // With one slot, the claim takes the next round too: one is sent, one waits for the slot.
+    const run = s.h.deps.dispatcher.runOnce();
+    await receiver.waitForRequests(1);
+    clock.advance(6_000);
+    receiver.always({});
+    receiver.release();
+    assert.equal(await run, 1);
+    const deliveries = await deliveriesOf(s.h, endpoint.id);
+    assert.deepEqual(deliveries.map((d) => [d.status, d.attempt_count]).sort(), [
+      ['pending', 0],
+      ['succeeded', 1],
+    ]);
+    assert.equal(receiver.requests.length, 1);
+
+    assert.equal(await s.h.deps.dispatcher.runOnce(), 1, 'given back, it is due again at once');
+    assert.equal(receiver.requests.length, 2);
+  });
+
   test(`[${engine}] two Heralds on one database deliver each delivery exactly once`, async (t) => {
     const s = await setup(t, engine);
     const other = await startHerald(t, engine, { store: s.h.store });

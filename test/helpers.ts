@@ -80,6 +80,10 @@ export async function startHerald(
   engine: Engine,
   options: TestHeraldOptions = {},
 ): Promise<TestHerald> {
+  // `after` hooks run in the order they are added: Herald must stop (and write what it has in flight)
+  // before the store it works on is closed, so its hook goes first.
+  let herald: Herald | undefined;
+  t.after(() => herald?.close());
   const store = options.store ?? (await openTestStore(t, engine));
   const config = loadConfig({
     HERALD_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -89,16 +93,16 @@ export async function startHerald(
     HERALD_PORT: '0',
     ...options.env,
   });
-  const herald = await buildHerald({ config, store, ...(options.clock ? { clock: options.clock } : {}) });
-  if (options.workers !== false) herald.startWorkers();
-  t.after(() => herald.close());
+  const built = await buildHerald({ config, store, ...(options.clock ? { clock: options.clock } : {}) });
+  herald = built;
+  if (options.workers !== false) built.startWorkers();
   return {
-    ...herald,
+    ...built,
     store,
     async api(method, url, body, token = ADMIN_TOKEN) {
       const headers: Record<string, string> = {};
       if (token !== null) headers['authorization'] = `Bearer ${token}`;
-      const response = await herald.app.inject({
+      const response = await built.app.inject({
         method: method as 'GET',
         url,
         headers,
@@ -118,7 +122,7 @@ export async function startHerald(
       };
     },
     async listen() {
-      return herald.app.listen({ host: '127.0.0.1', port: 0 });
+      return built.app.listen({ host: '127.0.0.1', port: 0 });
     },
   };
 }

@@ -91,6 +91,17 @@ export async function nextDueAt(db: Db, now: number): Promise<number | undefined
   return row?.next_attempt_at;
 }
 
+/** Gives claimed deliveries back unsent (still holding `lease`), so any node may take them at once. */
+export async function releaseDeliveries(db: Db, ids: readonly string[], lease: number): Promise<void> {
+  if (ids.length === 0) return;
+  await db
+    .updateTable('deliveries')
+    .set({ locked_until: 0 })
+    .where('id', 'in', [...ids])
+    .where('locked_until', '=', lease)
+    .execute();
+}
+
 /** Cancels the given pending deliveries (e.g. their endpoint is gone or disabled). */
 export async function cancelDeliveries(
   db: Db,

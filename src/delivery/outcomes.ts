@@ -45,8 +45,9 @@ export function afterAttempt(
   };
   if (result.outcome === 'succeeded') return { ...state, status: 'succeeded', completed_at: now };
   const delaySeconds = schedule[attemptCount - 1];
-  if (result.outcome === 'failed' || delaySeconds === undefined)
+  if (result.outcome === 'failed' || delaySeconds === undefined) {
     return { ...state, status: 'dead', completed_at: now };
+  }
   const jittered = delaySeconds * 1000 * (0.9 + Math.random() * 0.2);
   return { ...state, next_attempt_at: now + Math.round(Math.max(jittered, result.retryAfterMs ?? 0)) };
 }

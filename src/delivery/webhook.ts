@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher, errors, request } from 'undici';
 
@@ -25,14 +25,24 @@ export function isValidWebhookSecret(secret: string): boolean {
   return bytes.length >= 24 && bytes.length <= 64 && bytes.toString('base64') === text;
 }
 
+// Turning a secret into a key object costs more than the HMAC itself; endpoints are few, so keep them.
+const keys = new Map<string, KeyObject>();
+
+function signingKey(secret: string): KeyObject {
+  let key = keys.get(secret);
+  if (key === undefined) {
+    const text = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
+    key = createSecretKey(Buffer.from(text, 'base64'));
+    if (keys.size >= 1000) keys.clear();
+    keys.set(secret, key);
+  }
+  return key;
+}
+
 /** The `webhook-signature` value: `v1,` and the base64 HMAC-SHA256 of `${msgId}.${ts}.${body}`. */
 export function signWebhook(secret: string, msgId: string, timestampSeconds: number, body: string): string {
-  const key = Buffer.from(
-    secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret,
-    'base64',
-  );
-  const mac = createHmac('sha256', key).update(`${msgId}.${timestampSeconds}.${body}`).digest('base64');
-  return `v1,${mac}`;
+  const hmac = createHmac('sha256', signingKey(secret));
+  return `v1,${hmac.update(`${msgId}.${timestampSeconds}.${body}`).digest('base64')}`;
 }
 
 /** One signed POST. */

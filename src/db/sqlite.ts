@@ -31,7 +31,7 @@ export function connectSqlite(path: string): EngineParts {
     pragma synchronous = normal;
     pragma busy_timeout = 5000;
     pragma foreign_keys = on;
-    pragma cache_size = -65536;
+    pragma cache_size = -32768;
     pragma temp_store = memory;
   `);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adapt(raw) }) });
@@ -67,6 +67,9 @@ export function connectSqlite(path: string): EngineParts {
  * Adapts `node:sqlite` to the better-sqlite3 shape Kysely's SqliteDialect expects, with a small cache of
  * prepared statements (Kysely compiles the same SQL text for the same query shape).
  */
+const MAX_CACHED = 200;
+const MAX_CACHED_SQL = 4_096;
+
 function adapt(raw: DatabaseSync): SqliteDatabase {
   const cache = new Map<string, SqliteStatement>();
   return {
@@ -75,8 +78,12 @@ function adapt(raw: DatabaseSync): SqliteDatabase {
       let statement = cache.get(text);
       if (statement === undefined) {
         statement = wrap(raw.prepare(text));
-        if (cache.size >= 500) cache.delete(cache.keys().next().value!);
-        cache.set(text, statement);
+        // Multi-row inserts make a different, large statement for every row count: caching those would
+        // hold hundreds of megabytes of compiled SQL for little gain, so only short texts are kept.
+        if (text.length <= MAX_CACHED_SQL) {
+          if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
+          cache.set(text, statement);
+        }
       }
       return statement;
     },

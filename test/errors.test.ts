@@ -33,6 +33,11 @@ test('the OpenAPI document describes the main routes and the docs page is served
   ]) {
     assert.ok(doc.paths[path], `missing ${path}`);
   }
+  const publish = doc.paths['/v1/events'].post;
+  assert.equal(
+    publish.responses['4XX'].content['application/problem+json'].schema.$ref,
+    '#/components/schemas/Problem',
+  );
   const docs = await h.app.inject({ method: 'GET', url: '/docs/' });
   assert.equal(docs.statusCode, 200);
   assert.match(docs.body, /swagger/i);

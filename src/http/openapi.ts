@@ -58,6 +58,23 @@ export function openApiDocument(config: Config): SwaggerOptions {
       ],
       'x-error-codes': Object.fromEntries(Object.entries(ERRORS).map(([code, e]) => [code, e])),
     } as SwaggerOptions extends { openapi?: infer O } ? O : never,
-    exposeRoute: true,
+    transformObject: (documents) =>
+      'openapiObject' in documents ? withProblemResponses(documents.openapiObject) : documents.swaggerObject,
   } as SwaggerOptions;
+}
+
+type Operations = Record<string, Record<string, { responses?: Record<string, unknown> }>>;
+
+/** Every operation can fail with a problem document: say so once for all of them, as `4XX` and `5XX`. */
+function withProblemResponses<T extends { paths?: unknown }>(document: T): T {
+  const problem = {
+    description: 'An RFC 9457 problem document; `code` is one of `x-error-codes`',
+    content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+  };
+  for (const operations of Object.values((document.paths ?? {}) as Operations)) {
+    for (const operation of Object.values(operations)) {
+      operation.responses = { ...operation.responses, '4XX': problem, '5XX': problem };
+    }
+  }
+  return document;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { sql } from 'kysely';
 import { openStore } from '../src/db/engine.ts';
-import { ADMIN_TOKEN, ENGINES, waitFor } from './helpers.ts';
+import { ADMIN_TOKEN, dropSchema, ENGINES, waitFor } from './helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 
@@ -62,11 +62,8 @@ async function databaseFor(
   const admin = openStore(url);
   await sql`create schema ${sql.id(schema)}`.execute(admin.db);
   await admin.close();
-  t.after(async () => {
-    const cleanup = openStore(url);
-    await sql`drop schema ${sql.id(schema)} cascade`.execute(cleanup.db);
-    await cleanup.close();
-  });
+  t.after(() => dropSchema(schema));
+
   const separator = url.includes('?') ? '&' : '?';
   return `${url}${separator}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
 }
@@ -156,5 +153,9 @@ for (const engine of ENGINES) {
     }
     const inbox = await call(second.base, 'GET', `/v1/events?limit=500&type=job.failed`, ADMIN_TOKEN);
     assert.ok(inbox.body.items.length >= accepted.size);
+    // Stopped here rather than in an after-hook, so it is gone before its database is removed.
+    const exited = new Promise((resolve) => second.child.once('exit', resolve));
+    second.child.kill('SIGTERM');
+    await exited;
   });
 }

@@ -7,6 +7,7 @@ import { buildHerald, type Herald } from '../src/app.ts';
 import type { Clock } from '../src/clock.ts';
 import { loadConfig } from '../src/config.ts';
 import { type Engine, openStore, type Store } from '../src/db/engine.ts';
+import { SCHEMA_CHANGE_LOCK } from '../src/db/migrate.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 const PG_URL = process.env['HERALD_TEST_DATABASE_URL'];
@@ -36,13 +37,29 @@ export async function openTestStore(t: TestContext | undefined, engine: Engine):
   const store = openStore(PG_URL!, { schema, poolSize: 5 });
   t?.after(async () => {
     await store.close();
-    if (!failed(t)) {
-      const cleanup = openStore(PG_URL!);
-      await sql`drop schema ${sql.id(schema)} cascade`.execute(cleanup.db);
-      await cleanup.close();
-    }
+    if (!failed(t)) await dropSchema(schema);
   });
   return store;
+}
+
+/**
+ * Drops a test schema, holding the lock migrations hold: Kysely's migrator reads every schema's catalog,
+ * which fails if a schema disappears meanwhile (test files run in parallel).
+ */
+export async function dropSchema(schema: string): Promise<void> {
+  const cleanup = openStore(PG_URL!);
+  try {
+    await cleanup.db.connection().execute(async (connection) => {
+      await sql`select pg_advisory_lock(${SCHEMA_CHANGE_LOCK})`.execute(connection);
+      try {
+        await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(connection);
+      } finally {
+        await sql`select pg_advisory_unlock(${SCHEMA_CHANGE_LOCK})`.execute(connection);
+      }
+    });
+  } finally {
+    await cleanup.close();
+  }
 }
 
 function failed(t: TestContext | undefined): boolean {

@@ -28,14 +28,32 @@ class StaticProvider implements MigrationProvider {
   }
 }
 
+/**
+ * Held (as a PostgreSQL advisory lock) while migrating and while dropping a schema. Kysely's migrator looks
+ * for its tables by reading the catalog of every schema, and that read fails if another schema is dropped
+ * at the same moment (several Herald databases, or test runs, sharing one PostgreSQL). It also makes nodes
+ * that start together migrate one after the other.
+ */
+export const SCHEMA_CHANGE_LOCK = 72_616_002;
+
 /** Applies every migration not yet applied; returns the names applied now. */
 export async function migrateToLatest(db: Kysely<Database>, engine: Engine): Promise<string[]> {
-  // On PostgreSQL, keep Kysely's bookkeeping tables in the schema Herald works in (its search_path), so
-  // several Herald databases can live in one PostgreSQL database as schemas.
-  const schema =
-    engine === 'postgres'
-      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
-      : undefined;
+  if (engine === 'sqlite') return migrate(db, engine, undefined);
+  // One connection for the lock and the migration, so the lock covers every statement.
+  return db.connection().execute(async (connection) => {
+    await sql`select pg_advisory_lock(${SCHEMA_CHANGE_LOCK})`.execute(connection);
+    try {
+      // Kysely's bookkeeping tables live in the schema Herald works in (its search_path), so several Herald
+      // databases can share one PostgreSQL database as schemas.
+      const current = await sql<{ schema: string }>`select current_schema() as schema`.execute(connection);
+      return await migrate(connection, engine, current.rows[0]?.schema);
+    } finally {
+      await sql`select pg_advisory_unlock(${SCHEMA_CHANGE_LOCK})`.execute(connection);
+    }
+  });
+}
+
+async function migrate(db: Kysely<Database>, engine: Engine, schema: string | undefined): Promise<string[]> {
   const migrator = new Migrator({
     db,
     provider: new StaticProvider(engine),

@@ -1,4 +1,3 @@
-import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { revokeCredentials } from '../auth/credentials.repo.ts';
 import type { App, Deps } from '../deps.ts';

@@ -12,11 +12,11 @@ import {
   insertDeliveries,
   insertNotifications,
   markRouted,
-  nextLeaseExpiry,
 } from './routing.repo.ts';
 import { listEnabledRules } from './rules.repo.ts';
 
 const BATCH = 500;
+const POLL_MS = 1_000;
 // Long enough for any batch; a batch routed twice after a lease ran out creates nothing twice (unique keys).
 const LEASE_MS = 15_000;
 // The routing summary kept on the event lists at most this many recipients by name (counts are always exact).
@@ -36,7 +36,7 @@ export class Router {
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
-    this.#loop = new WorkerLoop('router', ctx, () => this.#tick(), 1_000);
+    this.#loop = new WorkerLoop('router', ctx, () => this.#tick(), POLL_MS);
   }
 
   start(): void {
@@ -64,10 +64,9 @@ export class Router {
   }
 
   async #tick(): Promise<TickResult> {
-    const routed = await this.runOnce();
-    if (routed === BATCH) return 'busy';
-    const next = await nextLeaseExpiry(this.#ctx.store.db);
-    return next === null ? Number.POSITIVE_INFINITY : next - this.#ctx.clock.now();
+    // A full batch means more may be waiting. Otherwise sleep until woken; the loop's poll also picks up
+    // events whose lease ran out (a node died holding them).
+    return (await this.runOnce()) === BATCH ? 'busy' : POLL_MS;
   }
 
   async #route(events: EventRow[]): Promise<void> {

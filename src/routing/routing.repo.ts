@@ -33,16 +33,6 @@ export async function claimEvents(
   return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
-/** When the next leased-but-unfinished event becomes claimable again (for the router's sleep). */
-export async function nextLeaseExpiry(db: Db): Promise<number | null> {
-  const row = await db
-    .selectFrom('events')
-    .select((eb) => eb.fn.min('locked_until').as('next'))
-    .where('status', '=', PENDING)
-    .executeTakeFirst();
-  return row?.next === null || row?.next === undefined ? null : Number(row.next);
-}
-
 export async function enabledEndpoints(db: Db): Promise<{ id: string; types: string[] }[]> {
   const rows = await db
     .selectFrom('endpoints')

@@ -1,4 +1,4 @@
-import type { Insertable } from 'kysely';
+import type { Insertable, Transaction } from 'kysely';
 import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
 import type { Database, EventRow } from '../db/tables.ts';
@@ -53,14 +53,24 @@ export class Router {
     await this.#loop.stop();
   }
 
-  /** Routes one batch; returns how many events it routed. */
+  /**
+   * Routes one batch; returns how many events it routed. Claim, decision and results are one transaction:
+   * notifications, deliveries, the routing decision (audit) and the events' status commit together or not
+   * at all, and a crash before the commit leaves the events pending for the next claim.
+   */
   async runOnce(): Promise<number> {
-    const { store, clock } = this.#ctx;
+    const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
-    const events = await claimEvents(store, now, now + LEASE_MS, BATCH);
-    if (events.length === 0) return 0;
-    await this.#route(events);
-    return events.length;
+    const result = await store.db.transaction().execute(async (trx) => {
+      const events = await claimEvents(store, trx, now, now + LEASE_MS, BATCH);
+      return events.length === 0 ? undefined : this.#route(trx, events, now);
+    });
+    if (result === undefined) return 0;
+    metrics.eventsRouted.inc(result.routed);
+    metrics.notificationsCreated.inc(result.created);
+    if (result.users.length > 0) this.#announce(result.users);
+    if (result.deliveries > 0) store.notifier.publish('deliveries', '');
+    return result.routed;
   }
 
   async #tick(): Promise<TickResult> {
@@ -69,11 +79,10 @@ export class Router {
     return (await this.runOnce()) === BATCH ? 'busy' : POLL_MS;
   }
 
-  async #route(events: EventRow[]): Promise<void> {
-    const { store, clock, metrics } = this.#ctx;
-    const [rules, endpoints] = await Promise.all([listEnabledRules(store.db), enabledEndpoints(store.db)]);
-    const decisions = await decide(store.db, events, rules);
-    const now = clock.now();
+  /** Decides and writes the results of a claimed batch in `trx`; returns what the caller announces after commit. */
+  async #route(trx: Transaction<Database>, events: EventRow[], now: number) {
+    const [rules, endpoints] = await Promise.all([listEnabledRules(trx), enabledEndpoints(trx)]);
+    const decisions = await decide(trx, events, rules);
     const notifications: Insertable<Database['notifications']>[] = [];
     const deliveries: Insertable<Database['deliveries']>[] = [];
     const audit: AuditEntry[] = [];
@@ -98,27 +107,29 @@ export class Router {
         data: summary,
       });
     }
-    const created = await store.db.transaction().execute(async (trx) => {
-      await markRouted(
-        trx,
-        events.map((e) => e.id),
-        now,
-      );
-      await insertDeliveries(trx, deliveries);
-      await appendAudit(trx, audit);
-      // Sequence numbers last: on PostgreSQL they hold a lock until commit, so keep that stretch short.
-      if (notifications.length === 0) return 0;
-      const first = await store.allocateSeq(trx, notifications.length);
+    await markRouted(
+      trx,
+      events.map((e) => e.id),
+      now,
+    );
+    await insertDeliveries(trx, deliveries);
+    await appendAudit(trx, audit);
+    let created = 0;
+    // Sequence numbers last: on PostgreSQL they hold a lock until commit, so keep that stretch short.
+    if (notifications.length > 0) {
+      const first = await this.#ctx.store.allocateSeq(trx, notifications.length);
       notifications.forEach((n, i) => {
         n.seq = first + i;
         n.created_seq = first + i;
       });
-      return insertNotifications(trx, notifications);
-    });
-    metrics.eventsRouted.inc(events.length);
-    metrics.notificationsCreated.inc(created);
-    if (notifications.length > 0) this.#announce([...new Set(notifications.map((n) => n.user_id))]);
-    if (deliveries.length > 0) store.notifier.publish('deliveries', '');
+      created = await insertNotifications(trx, notifications);
+    }
+    return {
+      routed: events.length,
+      created,
+      deliveries: deliveries.length,
+      users: [...new Set(notifications.map((n) => n.user_id))],
+    };
   }
 
   /** Tells inbox streams (on every node) which users have something new, in payloads small enough for NOTIFY. */

@@ -6,17 +6,19 @@ import type { Database, EventRow } from '../db/tables.ts';
 const PENDING = sql.lit<'pending'>('pending');
 
 /**
- * Claims up to `limit` events waiting to be routed, leasing them until `leaseUntil`. A crashed node's lease
- * runs out and another node picks the events up; on PostgreSQL rows held by a concurrent claim are skipped.
+ * Claims up to `limit` events waiting to be routed, inside the routing transaction `trx`: on PostgreSQL the
+ * rows stay locked until it commits and other nodes skip them; the lease (`leaseUntil`) additionally keeps
+ * them from other claims should a node hold them without its transaction (see releaseStaleLeases).
  */
 export async function claimEvents(
   store: Store,
+  trx: Transaction<Database>,
   now: number,
   leaseUntil: number,
   limit: number,
 ): Promise<EventRow[]> {
   const due = store.lockForClaim(
-    store.db
+    trx
       .selectFrom('events')
       .select('id')
       .where('status', '=', PENDING)
@@ -24,7 +26,7 @@ export async function claimEvents(
       .orderBy('id')
       .limit(limit),
   );
-  const rows = await store.db
+  const rows = await trx
     .updateTable('events')
     .set({ locked_until: leaseUntil })
     .where('id', 'in', due)

@@ -64,30 +64,52 @@ export function connectSqlite(path: string): EngineParts {
 }
 
 /**
- * Adapts `node:sqlite` to the better-sqlite3 shape Kysely's SqliteDialect expects, with a small cache of
- * prepared statements (Kysely compiles the same SQL text for the same query shape).
+ * Adapts `node:sqlite` to the better-sqlite3 shape Kysely's SqliteDialect expects, with caches of prepared
+ * statements (Kysely compiles the same SQL text for the same query shape).
  */
-const MAX_CACHED = 200;
-const MAX_CACHED_SQL = 4_096;
-
 function adapt(raw: DatabaseSync): SqliteDatabase {
-  const cache = new Map<string, SqliteStatement>();
+  // Short statements are the repeated queries. Multi-row inserts compile to a large, different statement
+  // for each row count, so only the few most recent are kept (under load, the full-chunk ones repeat):
+  // caching every size would hold hundreds of megabytes.
+  const short = new StatementCache(200);
+  const long = new StatementCache(8);
   return {
     close: () => raw.close(),
     prepare(text: string): SqliteStatement {
+      const cache = text.length <= 4_096 ? short : long;
       let statement = cache.get(text);
       if (statement === undefined) {
         statement = wrap(raw.prepare(text));
-        // Multi-row inserts make a different, large statement for every row count: caching those would
-        // hold hundreds of megabytes of compiled SQL for little gain, so only short texts are kept.
-        if (text.length <= MAX_CACHED_SQL) {
-          if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
-          cache.set(text, statement);
-        }
+        cache.set(text, statement);
       }
       return statement;
     },
   };
+}
+
+/** A least-recently-used map of prepared statements. */
+class StatementCache {
+  readonly #max: number;
+  readonly #map = new Map<string, SqliteStatement>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  get(text: string): SqliteStatement | undefined {
+    const statement = this.#map.get(text);
+    if (statement !== undefined) {
+      // Re-inserting moves it to the end: the first key is then always the least recently used.
+      this.#map.delete(text);
+      this.#map.set(text, statement);
+    }
+    return statement;
+  }
+
+  set(text: string, statement: SqliteStatement): void {
+    if (this.#map.size >= this.#max) this.#map.delete(this.#map.keys().next().value!);
+    this.#map.set(text, statement);
+  }
 }
 
 type Bindable = null | number | bigint | string | Uint8Array;

@@ -63,8 +63,8 @@ export async function dropSchema(schema: string): Promise<void> {
 }
 
 function failed(t: TestContext | undefined): boolean {
-  // node:test has no public "did this test fail" flag before `after` runs; `t.signal.aborted` is the closest.
-  return t?.signal.aborted ?? false;
+  // Inside an `after` hook, node:test's context knows whether the test passed (`passed`, not in its types).
+  return (t as { passed?: boolean } | undefined)?.passed === false;
 }
 
 export interface TestHeraldOptions {

@@ -62,8 +62,11 @@ export class WorkerLoop {
         this.#ctx.log.error({ err: error, worker: this.#name }, 'worker pass failed; backing off');
         delay = Math.min(100 * 2 ** this.#failures, 5_000);
       }
-      if (delay > 0 && this.#running && !(this.#woken && this.#failures === 0)) await this.#sleep(delay);
-      else if (delay === 0) await new Promise((r) => setImmediate(r));
+      if (!this.#running) break;
+      // A wake-up that came during the pass means new work: run again at once (unless backing off).
+      const wokenMeanwhile = this.#woken && this.#failures === 0;
+      if (delay === 0) await new Promise((r) => setImmediate(r));
+      else if (!wokenMeanwhile) await this.#sleep(delay);
     }
   }
 

@@ -29,7 +29,6 @@ const MAX_GROUP = 2_000;
 export class Ingestor {
   readonly #ctx: Context;
   #queue: Waiting[] = [];
-  #queued = 0;
   #flushing: Promise<void> | undefined;
   #closed = false;
 
@@ -42,7 +41,6 @@ export class Ingestor {
     if (this.#closed) return Promise.reject(new HeraldError('unavailable', 'Herald is shutting down'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ events, resolve, reject });
-      this.#queued += events.length;
       this.#flushing ??= this.#drain();
     });
   }
@@ -64,7 +62,6 @@ export class Ingestor {
         size += next.events.length;
         group.push(next);
       }
-      this.#queued -= size;
       try {
         const results = await this.#commit(group.flatMap((w) => w.events));
         let offset = 0;

@@ -57,13 +57,6 @@ export class InboxHub {
     }
   }
 
-  /** How many streams are open on this node. */
-  get size(): number {
-    let n = 0;
-    for (const streams of this.#byUser.values()) n += streams.size;
-    return n;
-  }
-
   /** Ends every open stream so shutdown is not held up by them; clients reconnect to another node. */
   close(): void {
     this.#closed = true;

@@ -44,10 +44,6 @@ export class Router {
     this.#loop.start();
   }
 
-  wake(): void {
-    this.#loop.wake();
-  }
-
   async stop(): Promise<void> {
     this.#unsubscribe?.();
     await this.#loop.stop();

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DeliveryFigures, DeliveryResults } from './delivery.ts';
 import type { IngestFigures } from './ingest.ts';
 import type { Distribution, LatencyFigures } from './latency.ts';
 import type { ResourceFigures } from './resources.ts';
@@ -26,6 +27,8 @@ export interface BenchResults {
   single?: IngestFigures;
   batch?: IngestFigures;
   latency?: LatencyFigures;
+  /** Webhook delivery throughput, on fresh Herald processes of its own. */
+  delivery?: DeliveryResults;
   /** Memory and CPU of Herald, and CPU of the benchmark process, per phase. */
   herald?: ResourceFigures;
   load_generator?: ResourceFigures;
@@ -34,7 +37,14 @@ export interface BenchResults {
 }
 
 /** Targets a run passes or fails against. */
-export const TARGETS = { singleRatio: 0.5, batchEventsPerS: 50_000, p99Ms: 100 };
+export const TARGETS = {
+  singleRatio: 0.5,
+  batchEventsPerS: 50_000,
+  p99Ms: 100,
+  deliveriesPerS: 5_000,
+  /** The fast endpoints' throughput beside a slow one, over their throughput alone. */
+  slowEndpointRatio: 0.9,
+};
 
 type Row = [figure: string, value: string, reference: string, verdict: string];
 
@@ -44,11 +54,16 @@ export function formatTable(results: BenchResults): string {
     ['figure', 'value', 'baseline / target', 'result'],
     ...ingestRows(results),
     ...latencyRows(results),
+    ...deliveryRows(results),
     ...memoryRows(results),
   ]);
   const notes = results.notes.map((note) => `note: ${note}`);
   const failures = Object.entries(results.failures).map(([phase, reason]) => `FAILED ${phase}: ${reason}`);
-  return [figures, '', table(cpuRows(results)), '', ...notes, ...failures].join('\n');
+  const cpu = [
+    table(cpuRows(results)),
+    ...(results.delivery ? ['', table(deliveryCpuRows(results.delivery))] : []),
+  ];
+  return [figures, '', ...cpu, '', ...notes, ...failures].join('\n');
 }
 
 /** Left-aligned columns under a header row and a rule. */
@@ -119,6 +134,70 @@ function latencyRows({ latency }: BenchResults): Row[] {
   ];
 }
 
+function deliveryRows({ delivery }: BenchResults): Row[] {
+  if (!delivery) return [];
+  const capacity = delivery.receiver_capacity;
+  const rows: Row[] = [];
+  if (capacity) {
+    rows.push([
+      `receiver capacity (undici, ${capacity.connections} connections)`,
+      `${count(capacity.requests_per_s)} req/s`,
+      '',
+      capacity.errors > 0 ? `${count(capacity.errors)} errors` : '',
+    ]);
+  }
+  const phases: [string, DeliveryFigures | undefined][] = [
+    ['1 endpoint', delivery.endpoints_1],
+    ['10 endpoints', delivery.endpoints_10],
+    ['100 endpoints', delivery.endpoints_100],
+  ];
+  for (const [name, figures] of phases) {
+    if (!figures) continue;
+    const ratio = capacity
+      ? ` (${(figures.deliveries_per_s / capacity.requests_per_s).toFixed(2)} x receiver)`
+      : '';
+    rows.push([
+      `webhook delivery, ${name}`,
+      `${count(figures.deliveries_per_s)} deliveries/s`,
+      `>= ${count(TARGETS.deliveriesPerS)}`,
+      `${completion(figures, figures.deliveries_per_s >= TARGETS.deliveriesPerS)}${ratio}`,
+    ]);
+    rows.push(timingRow(figures));
+  }
+  const slow = delivery.with_slow_endpoint;
+  if (slow) {
+    const alone = delivery.endpoints_10;
+    const ratio = alone ? slow.deliveries_per_s / alone.deliveries_per_s : Number.NaN;
+    rows.push([
+      `10 endpoints beside 1 slow (${delivery.slow_ms / 1000} s)`,
+      `${count(slow.deliveries_per_s)} deliveries/s`,
+      `>= ${TARGETS.slowEndpointRatio} x 10 endpoints alone`,
+      Number.isNaN(ratio)
+        ? 'no 10-endpoint figure'
+        : `${ratio.toFixed(2)} ${completion(slow, ratio >= TARGETS.slowEndpointRatio)}`,
+    ]);
+    rows.push(timingRow(slow));
+    rows.push(['  the slow endpoint meanwhile', `${count(slow.slow_delivered)} deliveries`, '', '']);
+  }
+  return rows;
+}
+
+/** Publish time, first delivery and completion of one delivery phase, all from the first publish request. */
+function timingRow(figures: DeliveryFigures): Row {
+  const first = figures.first_delivery_s === null ? '-' : figures.first_delivery_s.toFixed(2);
+  return [
+    '  published / first / all delivered',
+    `${figures.publish_s.toFixed(2)} / ${first} / ${figures.complete_s.toFixed(2)} s`,
+    `${count(figures.events)} events, ${count(figures.expected)} deliveries`,
+    figures.duplicates > 0 ? `${count(figures.duplicates)} retried` : '',
+  ];
+}
+
+/** The verdict, or FAIL with the count of deliveries that did not arrive in time. */
+function completion(figures: DeliveryFigures, pass: boolean): string {
+  return figures.complete ? verdict(pass) : `FAIL (${count(figures.expected - figures.delivered)} missing)`;
+}
+
 function memoryRows({ herald, baseline }: BenchResults): Row[] {
   if (!herald) return [];
   const reference = baseline ? `${baseline.peak_rss_mib} MiB (baseline)` : '';
@@ -142,6 +221,27 @@ function cpuRows({ herald, load_generator, baseline }: BenchResults): string[][]
       'baseline server',
       ...phases.map((phase) => percent(phase === 'baseline' ? baseline?.cpu_percent : undefined)),
     ],
+  ];
+}
+
+/** CPU of Herald, the receiver and the benchmark process while each delivery phase ran. */
+function deliveryCpuRows(delivery: DeliveryResults): string[][] {
+  const phases: [string, DeliveryFigures | undefined][] = [
+    ['1 endpoint', delivery.endpoints_1],
+    ['100 endpoints', delivery.endpoints_100],
+    ['10 endpoints', delivery.endpoints_10],
+    ['10 + 1 slow', delivery.with_slow_endpoint],
+  ];
+  const measured = phases.filter((entry): entry is [string, DeliveryFigures] => entry[1] !== undefined);
+  const row = (name: string, process: keyof DeliveryFigures['cpu_percent']) => [
+    name,
+    ...measured.map(([, figures]) => `${figures.cpu_percent[process]}%`),
+  ];
+  return [
+    ['CPU during delivery', ...measured.map(([name]) => name)],
+    row('Herald', 'herald'),
+    row('webhook receiver', 'receiver'),
+    row('bench process (publisher)', 'load_generator'),
   ];
 }
 

@@ -1,5 +1,6 @@
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { type DeliveryResults, measureDelivery, measureReceiverCapacity, startReceiver } from './delivery.ts';
 import { batchIngest, singleIngest } from './ingest.ts';
 import { measureLatency } from './latency.ts';
 import { type HeraldProcess, startBaseline, startHerald } from './processes.ts';
@@ -8,8 +9,9 @@ import { sampleResources } from './resources.ts';
 import { type BenchCredentials, setUpHerald } from './setup.ts';
 
 /*
- * `npm run bench`: Herald's ingest throughput, publish-to-arrival latency, memory and CPU, each beside a
- * baseline or target measured in the same run, so the comparison holds on a slow or noisy machine.
+ * `npm run bench`: Herald's ingest throughput, publish-to-arrival latency, webhook delivery throughput, memory
+ * and CPU, each beside a baseline or target measured in the same run, so the comparison holds on a slow or
+ * noisy machine.
  */
 
 const SETTINGS = {
@@ -20,6 +22,13 @@ const SETTINGS = {
   batch_duration_s: 5,
   latency_rate_per_s: 500,
   latency_seconds: 10,
+  delivery_events_1_endpoint: 20_000,
+  delivery_events_10_endpoints: 2_000,
+  delivery_events_100_endpoints: 300,
+  delivery_timeout_s: 30,
+  slow_endpoint_ms: 1_000,
+  receiver_connections: 16,
+  receiver_duration_s: 3,
 };
 
 const RESULTS_DIR = join(import.meta.dirname, 'results');
@@ -34,6 +43,8 @@ async function main(): Promise<void> {
   } finally {
     if (herald) await phase(results, 'herald shut-down', () => herald.stop());
   }
+  // After the shut-down: the routing backlog the ingest phases leave would take the CPU from these.
+  await runDeliveryPhases(results);
   results.finished_at = new Date().toISOString();
   out(`\n${formatTable(results)}`);
   out(`\nresults: ${await writeResults(results, RESULTS_DIR)}`);
@@ -101,6 +112,37 @@ async function runBatch(results: BenchResults, { herald, credentials }: Ready): 
   results.batch = await batchIngest(herald.url, credentials.apiKey, { ...load, size: SETTINGS.batch_size });
 }
 
+/**
+ * Webhook delivery throughput, each phase on a fresh Herald of its own (see delivery.ts). The receiver's
+ * capacity is measured right after the first phase, with the bytes Herald sent in it; the 10-endpoint phase
+ * runs right before the same with a slow endpoint added, so that the two see the machine in the same state.
+ */
+async function runDeliveryPhases(results: BenchResults): Promise<void> {
+  const receiver = await phase(results, 'webhook receiver start-up', () =>
+    startReceiver(SETTINGS.slow_endpoint_ms),
+  );
+  if (!receiver) return;
+  const delivery: DeliveryResults = { slow_ms: SETTINGS.slow_endpoint_ms };
+  results.delivery = delivery;
+  const deliver = (name: string, endpoints: number, events: number, slowEndpoints = 0) => {
+    const label = `delivery: ${endpoints} endpoint${endpoints === 1 ? '' : 's'}${slowEndpoints ? ' + 1 slow' : ''}`;
+    const options = { name, endpoints, events, slowEndpoints, timeoutS: SETTINGS.delivery_timeout_s };
+    return phase(results, label, () => measureDelivery(receiver, options));
+  };
+  const capacity = { connections: SETTINGS.receiver_connections, seconds: SETTINGS.receiver_duration_s };
+  try {
+    delivery.endpoints_1 = await deliver('n1', 1, SETTINGS.delivery_events_1_endpoint);
+    delivery.receiver_capacity = await phase(results, 'delivery: receiver capacity', () =>
+      measureReceiverCapacity(receiver, capacity),
+    );
+    delivery.endpoints_100 = await deliver('n100', 100, SETTINGS.delivery_events_100_endpoints);
+    delivery.endpoints_10 = await deliver('n10', 10, SETTINGS.delivery_events_10_endpoints);
+    delivery.with_slow_endpoint = await deliver('slow', 10, SETTINGS.delivery_events_10_endpoints, 1);
+  } finally {
+    await receiver.stop();
+  }
+}
+
 /** Runs one phase; a failure is recorded in the results (and the run goes on) rather than thrown. */
 async function phase<T>(
   results: BenchResults,
@@ -125,6 +167,8 @@ function newResults(): BenchResults {
   const notes = [
     'autocannon, the latency sender and the receivers run in the benchmark process on the same machine as the ' +
       'server under test; the baseline is measured the same way, so the ratio compares like with like.',
+    'the delivery phases run a fresh Herald each and a webhook receiver in a child process of its own; all ' +
+      'endpoints are paths on that one receiver, so Herald reaches them over one connection pool.',
   ];
   if (cpuCount <= 2) {
     notes.push(

@@ -28,7 +28,17 @@ export async function setUpHerald(herald: HeraldProcess): Promise<BenchCredentia
 
 /** Registers (or replaces) the outbound endpoint `bench` for the given event type patterns. */
 export async function registerEndpoint(herald: HeraldProcess, url: string, types: string[]): Promise<void> {
-  await api(herald.url, 'PUT', '/v1/endpoints/bench', herald.adminToken, { url, types });
+  await putEndpoint(herald, 'bench', url, types);
+}
+
+/** Registers (or replaces) the outbound endpoint `id` for the given event type patterns. */
+export async function putEndpoint(
+  herald: HeraldProcess,
+  id: string,
+  url: string,
+  types: string[],
+): Promise<void> {
+  await api(herald.url, 'PUT', `/v1/endpoints/${id}`, herald.adminToken, { url, types });
 }
 
 /** One JSON API call; throws with the status and problem body on anything but 2xx. */

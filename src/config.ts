@@ -21,6 +21,14 @@ export interface Config {
   readonly webhookEndpointConcurrency: number;
   /** Public base URL of this Herald, used in links it writes; derived from host and port when unset. */
   readonly publicUrl: string;
+  /** The VAPID `sub` claim web push is sent with: a `mailto:` or `https:` URL where the push service can reach us. */
+  readonly vapidSubject: string;
+  /** Consecutive failures that pause an endpoint or provider (circuit breaker). */
+  readonly breakerThreshold: number;
+  /** The first pause after the threshold, in seconds; it doubles with each failed probe. */
+  readonly breakerPauseSeconds: number;
+  /** Failing without a success for this long disables the endpoint or provider, in seconds. */
+  readonly breakerDisableAfterSeconds: number;
 }
 
 /** A configuration value that cannot be used; start-up stops with this message. */
@@ -62,6 +70,13 @@ export function loadConfig(env: Env = process.env): Config {
   const publicUrl = (
     env['HERALD_PUBLIC_URL'] || `http://${host === '0.0.0.0' ? 'localhost' : host}:${port}`
   ).replace(/\/+$/, '');
+  if (!URL.canParse(publicUrl) || !/^https?:$/.test(new URL(publicUrl).protocol)) {
+    throw new ConfigError('HERALD_PUBLIC_URL must be an http: or https: URL');
+  }
+  const vapidSubject = env['HERALD_VAPID_SUBJECT'] || `mailto:herald@${new URL(publicUrl).hostname}`;
+  if (!/^(mailto:[^@\s]+@[^@\s]+|https:\/\/\S+)$/.test(vapidSubject)) {
+    throw new ConfigError('HERALD_VAPID_SUBJECT must be a mailto: address or an https: URL');
+  }
   return Object.freeze({
     port,
     host,
@@ -74,6 +89,10 @@ export function loadConfig(env: Env = process.env): Config {
     webhookRetrySchedule: Object.freeze(schedule.length > 0 ? schedule : DEFAULT_RETRY_SCHEDULE),
     webhookEndpointConcurrency: integer(env, 'HERALD_WEBHOOK_ENDPOINT_CONCURRENCY', 16, 1, 1000),
     publicUrl,
+    vapidSubject,
+    breakerThreshold: integer(env, 'HERALD_BREAKER_THRESHOLD', 5, 1, 1000),
+    breakerPauseSeconds: integer(env, 'HERALD_BREAKER_PAUSE', 30, 1, 86400),
+    breakerDisableAfterSeconds: integer(env, 'HERALD_BREAKER_DISABLE_AFTER', 5 * 86400, 60, 90 * 86400),
   });
 }
 

@@ -9,6 +9,9 @@ export const ERRORS = {
   bad_cursor: { status: 400, title: 'The pagination cursor is not valid' },
   unknown_reference: { status: 400, title: 'The request refers to something that does not exist' },
   unsafe_url: { status: 400, title: 'The URL is not allowed as an outbound target' },
+  invalid_channel_config: { status: 400, title: 'The channel provider configuration cannot be used' },
+  invalid_template: { status: 400, title: 'The template does not parse' },
+  invalid_link: { status: 400, title: 'The link is not valid or has expired' },
   unauthorized: { status: 401, title: 'Missing or invalid credentials' },
   forbidden: { status: 403, title: 'These credentials may not do this' },
   not_found: { status: 404, title: 'No such resource' },
@@ -90,3 +93,9 @@ export const notFound = (what: string, id: string): HeraldError =>
 
 export const invalid = (field: string, message: string): HeraldError =>
   new HeraldError('validation_failed', `${field}: ${message}`, { errors: [{ field, message }] });
+
+/** A 400 listing several field problems at once. */
+export const invalidMany = (problems: FieldProblem[]): HeraldError =>
+  new HeraldError('validation_failed', problems.map((p) => `${p.field}: ${p.message}`).join('; '), {
+    errors: problems,
+  });

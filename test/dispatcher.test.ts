@@ -129,7 +129,9 @@ test('a failed attempt is retried after the schedule with ±10% jitter, and is d
     response: null,
     error: 'HTTP 500',
     retryAfterMs: null,
-    disableEndpoint: null,
+    addressGone: false,
+    providerFault: false,
+    providerMessageId: null,
   } as const;
   for (let i = 0; i < 50; i++) {
     const state = afterAttempt(delivery, failed, [100, 200], now);

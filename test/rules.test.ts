@@ -101,8 +101,8 @@ for (const engine of ENGINES) {
         `${JSON.stringify(overrides)} → ${JSON.stringify(res.body.errors)}`,
       );
     }
-    const channel = await h.api('PUT', '/v1/rules/r1', ruleBody({ channels: ['sms'] }));
-    assert.match(channel.body.detail, /"sms" is not a known channel/);
+    const channel = await h.api('PUT', '/v1/rules/r1', ruleBody({ channels: ['pager'] }));
+    assert.match(channel.body.detail, /"pager" is not a known channel/);
     const badId = await h.api('PUT', '/v1/rules/bad%20id', ruleBody());
     assert.equal(badId.status, 400);
     assert.equal((await h.api('GET', '/v1/rules')).body.items.length, 0);

@@ -2,6 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import { type Migration, type MigrationProvider, Migrator } from 'kysely/migration';
 import type { Engine } from './engine.ts';
 import * as m001 from './migrations/001_initial.ts';
+import * as m002 from './migrations/002_channels.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -11,6 +12,7 @@ interface EngineMigration {
 // Forward-only and numbered; a released migration is never edited.
 const MIGRATIONS: Record<string, EngineMigration> = {
   '001_initial': m001,
+  '002_channels': m002,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -110,14 +110,38 @@ export interface NotificationsTable {
   archived_at: number | null;
 }
 
-export interface EndpointsTable {
+export type EndpointKind = 'webhook' | 'slack' | 'teams';
+
+/** Failure bookkeeping shared by endpoints and providers (the circuit breaker's state). */
+export interface CircuitColumns {
+  /** Consecutive failed attempts; reset by a success. */
+  failures: number;
+  /** When the current run of failures began. */
+  failing_since: number | null;
+  /** While in the future, nothing is sent; once past, one probe is. */
+  paused_until: number | null;
+}
+
+export interface EndpointsTable extends CircuitColumns {
   id: string;
+  kind: EndpointKind;
   url: string;
   description: string | null;
   types: string;
   secret: string;
   status: 'enabled' | 'disabled';
   disabled_reason: string | null;
+  /** JSONata expression over the webhook payload; the endpoint gets the event when it is truthy. */
+  filter: string | null;
+  /** JSONata expression producing the body sent instead of the webhook payload. */
+  transform: string | null;
+  /** Extra request headers (JSON object). */
+  headers: string | null;
+  payload: 'full' | 'thin';
+  /** Most requests per second; null for no limit. */
+  rate_limit: number | null;
+  /** 1: one delivery at a time, oldest first, and a failing one holds back the rest. */
+  ordered: number;
   created_at: number;
   updated_at: number;
 }
@@ -127,8 +151,17 @@ export type DeliveryStatus = 'pending' | 'succeeded' | 'dead' | 'cancelled';
 export interface DeliveriesTable {
   id: string;
   event_id: string;
-  channel: 'webhook';
+  /** `webhook`, `slack`, `teams` (to an endpoint) or `email`, `push`, `sms` (to a user). */
+  channel: string;
   endpoint_id: string | null;
+  /** What concurrency and circuit breaking are counted by: the endpoint id, or the channel for per-user ones. */
+  lane: string;
+  notification_id: string | null;
+  user_id: string | null;
+  /** The channels to try next (JSON array) when this one has no address or fails for good. */
+  fallback: string | null;
+  /** The provider of the last attempt. */
+  provider_id: string | null;
   /** `webhook-id`: the same on every attempt of this delivery. */
   msg_id: string;
   status: DeliveryStatus;
@@ -152,6 +185,65 @@ export interface AttemptsTable {
   latency_ms: number;
   response: string | null;
   error: string | null;
+  provider_id: string | null;
+}
+
+export interface ProvidersTable extends CircuitColumns {
+  id: string;
+  channel: 'email' | 'sms' | 'push';
+  kind: string;
+  name: string | null;
+  /** JSON, secrets included: never returned by the API as stored (see the provider kind's `redact`). */
+  config: string;
+  /** Lower first. */
+  priority: number;
+  enabled: number;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A push address of a user: a web push subscription, an FCM registration token or an APNs device token. */
+export interface DevicesTable {
+  id: string;
+  user_id: string;
+  kind: 'webpush' | 'fcm' | 'apns';
+  /** The subscription endpoint or the device token. */
+  address: string;
+  /** Web push subscription keys (JSON `{p256dh, auth}`). */
+  keys: string | null;
+  name: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A user's choice for a category (event type pattern) on a channel. */
+export interface PreferencesTable {
+  user_id: string;
+  category: string;
+  channel: string;
+  enabled: number;
+  updated_at: number;
+}
+
+export interface TemplatesTable {
+  id: string;
+  /** Event type patterns (JSON array). */
+  types: string;
+  /** A channel, or `*` for every channel. */
+  channel: string;
+  /** BCP 47 tag, or '' for the default. */
+  locale: string;
+  subject: string | null;
+  text: string;
+  html: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface SettingsTable {
+  name: string;
+  value: string;
 }
 
 export interface RulesTable {
@@ -195,6 +287,11 @@ export interface Database {
   rules: RulesTable;
   audit_log: AuditTable;
   counters: CountersTable;
+  providers: ProvidersTable;
+  devices: DevicesTable;
+  preferences: PreferencesTable;
+  templates: TemplatesTable;
+  settings: SettingsTable;
 }
 
 export type EventRow = Selectable<EventsTable>;
@@ -206,3 +303,6 @@ export type EndpointRow = Selectable<EndpointsTable>;
 export type UserRow = Selectable<UsersTable>;
 export type RuleRow = Selectable<RulesTable>;
 export type SourceRow = Selectable<SourcesTable>;
+export type ProviderRow = Selectable<ProvidersTable>;
+export type DeviceRow = Selectable<DevicesTable>;
+export type TemplateRow = Selectable<TemplatesTable>;

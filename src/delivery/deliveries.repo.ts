@@ -18,12 +18,12 @@ export interface ClaimOptions {
   now: number;
   /** Most deliveries to claim in all. */
   limit: number;
-  /** Most deliveries to claim for any one endpoint... */
-  perEndpoint: number;
-  /** ...or for these endpoints, this many (what they have free). */
+  /** Most deliveries to claim for any one lane (endpoint, or user channel)... */
+  perLane: number;
+  /** ...or for these lanes, this many (what they have free). */
   roomFor: ReadonlyMap<string, number>;
-  /** Endpoints to leave alone (no free slot on this node). */
-  excludeEndpoints: readonly string[];
+  /** Lanes to leave alone (no free slot on this node, paused, or ordered: see claimOrderedHeads). */
+  excludeLanes: readonly string[];
   /** The lease: until then no other claim takes these deliveries. */
   lockedUntil: number;
   /** How many due deliveries to look at to pick from (bounds the work of one claim). */
@@ -31,38 +31,35 @@ export interface ClaimOptions {
 }
 
 /**
- * Claims due webhook deliveries with a lease, in one statement. The innermost select goes through the engine's
+ * Claims due deliveries with a lease, in one statement. The innermost select goes through the engine's
  * `lockForClaim` (`for update skip locked` on PostgreSQL), so nodes sharing a database never claim the same row;
- * a window over it takes no more per endpoint than the endpoint has room for.
+ * a window over it takes no more per lane than the lane has room for.
  */
 export async function claimDueDeliveries(store: Store, options: ClaimOptions): Promise<DeliveryRow[]> {
   const { db } = store;
   let due = db
     .selectFrom('deliveries')
-    .select(['id', 'endpoint_id', 'next_attempt_at'])
+    .select(['id', 'lane', 'next_attempt_at'])
     .where('status', '=', PENDING)
-    .where('channel', '=', 'webhook')
-    .where('endpoint_id', 'is not', null)
     .where('next_attempt_at', '<=', options.now)
     .where('locked_until', '<=', options.now);
-  if (options.excludeEndpoints.length > 0)
-    due = due.where('endpoint_id', 'not in', [...options.excludeEndpoints]);
+  if (options.excludeLanes.length > 0) due = due.where('lane', 'not in', [...options.excludeLanes]);
   const candidates = store.lockForClaim(due.orderBy('next_attempt_at').limit(options.scan));
   const ranked = db
     .selectFrom(candidates.as('c'))
     .select([
       'c.id',
-      'c.endpoint_id',
+      'c.lane',
       'c.next_attempt_at',
-      sql<number>`row_number() over (partition by c.endpoint_id order by c.next_attempt_at, c.id)`.as('rank'),
+      sql<number>`row_number() over (partition by c.lane order by c.next_attempt_at, c.id)`.as('rank'),
     ]);
   const room =
     options.roomFor.size === 0
-      ? sql<number>`${options.perEndpoint}`
-      : sql<number>`case r.endpoint_id ${sql.join(
+      ? sql<number>`${options.perLane}`
+      : sql<number>`case r.lane ${sql.join(
           [...options.roomFor].map(([id, n]) => sql`when ${id} then cast(${n} as integer)`),
           sql` `,
-        )} else cast(${options.perEndpoint} as integer) end`;
+        )} else cast(${options.perLane} as integer) end`;
   const chosen = db
     .selectFrom(ranked.as('r'))
     .select('r.id')
@@ -74,6 +71,34 @@ export async function claimDueDeliveries(store: Store, options: ClaimOptions): P
     .set({ locked_until: options.lockedUntil })
     .where('id', 'in', chosen)
     .where('locked_until', '<=', options.now)
+    .returningAll()
+    .execute();
+}
+
+/**
+ * Claims the oldest pending delivery of each ordered endpoint, when it is due: an ordered endpoint receives one
+ * delivery at a time in creation order, and one waiting for a retry holds back those behind it.
+ */
+export async function claimOrderedHeads(
+  store: Store,
+  endpointIds: readonly string[],
+  now: number,
+  lockedUntil: number,
+): Promise<DeliveryRow[]> {
+  if (endpointIds.length === 0) return [];
+  const { db } = store;
+  const heads = db
+    .selectFrom('deliveries')
+    .select((eb) => eb.fn.min('id').as('id'))
+    .where('status', '=', PENDING)
+    .where('endpoint_id', 'in', [...endpointIds])
+    .groupBy('endpoint_id');
+  return db
+    .updateTable('deliveries')
+    .set({ locked_until: lockedUntil })
+    .where('id', 'in', heads)
+    .where('next_attempt_at', '<=', now)
+    .where('locked_until', '<=', now)
     .returningAll()
     .execute();
 }
@@ -173,6 +198,7 @@ export interface FinishedAttempt extends DeliveryAfterAttempt {
   id: string;
   /** The `locked_until` the delivery was claimed with. */
   lease: number;
+  provider_id: string | null;
 }
 
 /**
@@ -187,12 +213,12 @@ export async function finishAttempts(db: Db, rows: FinishedAttempt[]): Promise<v
     const values = rows.slice(i, i + 500).map(
       (r) => sql`(${r.id}, cast(${r.lease} as bigint), ${r.status}, cast(${r.attempt_count} as integer),
         cast(${r.next_attempt_at} as bigint), cast(${r.last_status_code} as integer), ${r.last_error},
-        cast(${r.updated_at} as bigint), cast(${r.completed_at} as bigint))`,
+        cast(${r.updated_at} as bigint), cast(${r.completed_at} as bigint), ${r.provider_id})`,
     );
     await sql`
       update deliveries set status = v.column3, attempt_count = v.column4, next_attempt_at = v.column5,
         last_status_code = v.column6, last_error = v.column7, updated_at = v.column8, completed_at = v.column9,
-        locked_until = 0
+        provider_id = coalesce(v.column10, deliveries.provider_id), locked_until = 0
       from (values ${sql.join(values)}) as v
       where deliveries.id = v.column1 and deliveries.locked_until = v.column2 and deliveries.status = 'pending'`.execute(
       db,

@@ -1,10 +1,13 @@
+import { USER_CHANNELS } from '../channels/registry.ts';
 import type { Context } from '../context.ts';
+import { type Keys, loadKeys } from '../settings/keys.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
-import { claimDueDeliveries, nextDueAt, releaseDeliveries } from './deliveries.repo.ts';
+import { claimDueDeliveries, claimOrderedHeads, nextDueAt, releaseDeliveries } from './deliveries.repo.ts';
 import { type Job, prepareJobs } from './jobs.ts';
+import { type LaneRules, loadLaneRules } from './lanes.repo.ts';
 import { OutcomeWriter } from './outcomes.ts';
-import { createOutboundAgent } from './ssrf.ts';
-import { sendWebhook } from './webhook.ts';
+import { Senders } from './senders.ts';
+import { allowList, createOutboundAgent } from './ssrf.ts';
 
 /** Most deliveries claimed in one statement. */
 const BATCH = 200;
@@ -18,34 +21,43 @@ const LEASE_MARGIN_MS = 10_000;
 // minus this (and the timeout) is given back unsent.
 const COMMIT_SLACK_MS = 5_000;
 
-interface EndpointState {
+interface LaneState {
   inFlight: number;
-  /** Claimed, waiting for a free slot of this endpoint. */
+  /** Claimed, waiting for a free slot (or a rate-limit token) of this lane. */
   queue: Job[];
+  rules: LaneRules;
+  /** Rate limit: when the next request may start. */
+  nextStartAt: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 /**
- * Sends due webhook deliveries. The database is the queue: deliveries are claimed with a lease, sent
- * concurrently, and each outcome is recorded (attempt, new state, audit) before the delivery is let go.
+ * Sends due deliveries on every channel. The database is the queue: deliveries are claimed with a lease, sent
+ * concurrently, and each outcome is recorded (attempts, new state, circuits, audit) before the delivery is let
+ * go.
  *
- * At most `webhookEndpointConcurrency` requests are in flight per endpoint. A claim takes for an endpoint with a
- * free slot up to twice that, less what this node holds for it, so the next round is in hand when a slot frees;
- * endpoints with every slot busy are left out. A slow endpoint therefore never holds more than twice its
- * concurrency, and a claimed job that has not started within a few seconds is given back rather than sent late
- * (its lease covers one send only).
+ * Deliveries run in lanes: one per outbound endpoint and one per user channel (email, push, sms). A lane has
+ * its concurrency (`webhookEndpointConcurrency` for endpoints, 1 for ordered ones), an optional rate limit and
+ * a circuit. A claim takes for a lane with a free slot up to twice its concurrency, less what this node holds
+ * for it, so the next round is in hand when a slot frees; lanes with every slot busy, and paused lanes, are
+ * left out. A slow endpoint therefore never holds more than twice its concurrency, and a claimed job that has
+ * not started within a few seconds is given back rather than sent late (its lease covers one send only).
  */
 export class Dispatcher {
   readonly #ctx: Context;
   readonly #loop: WorkerLoop;
   readonly #agent;
+  readonly #allow;
   readonly #writer: OutcomeWriter;
   readonly #timeoutMs: number;
   readonly #perEndpoint: number;
-  readonly #endpoints = new Map<string, EndpointState>();
+  readonly #lanes = new Map<string, LaneState>();
   /** Endpoints an answer disabled (410, `webhook-delivery: disable`) before the outcome was committed. */
   readonly #disabling = new Set<string>();
   /** Jobs not over yet. */
   readonly #jobs = new Set<Job>();
+  #keys: Keys | undefined;
+  #senders: Senders | undefined;
   #stopping = false;
   /** Claims run one at a time (the loop's and runOnce's), so room is never handed out twice. */
   #claiming: Promise<unknown> = Promise.resolve();
@@ -55,6 +67,7 @@ export class Dispatcher {
     this.#ctx = ctx;
     this.#timeoutMs = ctx.config.webhookTimeoutSeconds * 1000;
     this.#perEndpoint = ctx.config.webhookEndpointConcurrency;
+    this.#allow = allowList(ctx.config.outboundAllow);
     this.#agent = createOutboundAgent({ allow: ctx.config.outboundAllow, connectTimeoutMs: this.#timeoutMs });
     this.#writer = new OutcomeWriter(ctx);
     this.#loop = new WorkerLoop('dispatcher', ctx, () => this.#tick(), POLL_MS);
@@ -73,10 +86,12 @@ export class Dispatcher {
     this.#unsubscribe = undefined;
     await this.#loop.stop();
     await this.#claiming;
-    const queued = [...this.#endpoints.values()].flatMap((state) => state.queue.splice(0));
+    for (const lane of this.#lanes.values()) clearTimeout(lane.timer);
+    const queued = [...this.#lanes.values()].flatMap((lane) => lane.queue.splice(0));
     await this.#giveBack(queued);
     await Promise.all([...this.#jobs].map((job) => job.done));
     await this.#writer.flush();
+    await this.#senders?.close();
     await this.#agent.close();
   }
 
@@ -95,15 +110,11 @@ export class Dispatcher {
   async #tick(): Promise<TickResult> {
     if (this.#stopping) return POLL_MS;
     // Full: a finishing send wakes the loop.
-    if (this.#held() >= GLOBAL_CAP) return POLL_MS;
+    if (this.#jobs.size >= GLOBAL_CAP) return POLL_MS;
     // Cancelled deliveries count too: the batch was used, so more may be due.
     if ((await this.#claim()).claimed > 0) return 'busy';
     const next = await nextDueAt(this.#ctx.store.db, this.#ctx.clock.now());
-    return next === undefined ? POLL_MS : next - this.#ctx.clock.now();
-  }
-
-  #held(): number {
-    return this.#jobs.size;
+    return next === undefined ? POLL_MS : Math.min(next - this.#ctx.clock.now(), POLL_MS);
   }
 
   #claim(): Promise<{ jobs: Job[]; claimed: number }> {
@@ -114,60 +125,101 @@ export class Dispatcher {
 
   /** Claims what there is room for and starts it; `claimed` also counts deliveries found cancelled. */
   async #claimNow(): Promise<{ jobs: Job[]; claimed: number }> {
-    const limit = Math.min(BATCH, GLOBAL_CAP - this.#held());
+    const limit = Math.min(BATCH, GLOBAL_CAP - this.#jobs.size);
     if (limit <= 0) return { jobs: [], claimed: 0 };
     const { store, clock } = this.#ctx;
+    this.#keys ??= await loadKeys(store.db);
     const now = clock.now();
-    const allowance = 2 * this.#perEndpoint;
+    const rules = await loadLaneRules(store.db, this.#perEndpoint, now);
     const roomFor = new Map<string, number>();
-    for (const [id, state] of this.#endpoints) {
-      roomFor.set(
-        id,
-        state.inFlight < this.#perEndpoint ? allowance - state.inFlight - state.queue.length : 0,
-      );
+    const exclude: string[] = [];
+    const orderedHeads: string[] = [];
+    for (const [lane, rule] of rules) this.#lane(lane, rule);
+    for (const [id, lane] of this.#lanes) {
+      const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
+      lane.rules = rule;
+      const held = lane.inFlight + lane.queue.length;
+      let room = lane.inFlight < rule.concurrency ? 2 * rule.concurrency - held : 0;
+      if (rule.probing) room = held === 0 ? 1 : 0;
+      if (rule.pausedUntil !== null) room = 0;
+      if (rule.ordered) {
+        if (room > 0 && held === 0) orderedHeads.push(id);
+        exclude.push(id);
+      } else if (room <= 0) exclude.push(id);
+      else if (room !== 2 * this.#perEndpoint) roomFor.set(id, room);
     }
-    const claimed = await claimDueDeliveries(store, {
-      now,
-      limit,
-      perEndpoint: allowance,
-      roomFor: new Map([...roomFor].filter(([, room]) => room > 0)),
-      excludeEndpoints: [...roomFor].filter(([, room]) => room <= 0).map(([id]) => id),
-      lockedUntil: now + this.#timeoutMs + LEASE_MARGIN_MS,
-      scan: 2 * limit,
-    });
+    const lockedUntil = now + this.#timeoutMs + LEASE_MARGIN_MS;
+    const claimed = [
+      ...(await claimOrderedHeads(store, orderedHeads, now, lockedUntil)),
+      ...(await claimDueDeliveries(store, {
+        now,
+        limit,
+        perLane: 2 * this.#perEndpoint,
+        roomFor,
+        excludeLanes: exclude,
+        lockedUntil,
+        scan: 2 * limit,
+      })),
+    ];
     if (claimed.length === 0) return { jobs: [], claimed: 0 };
     // Oldest first (RETURNING has no order).
     claimed.sort((a, b) => a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : 1));
-    const jobs = await prepareJobs(this.#ctx, claimed, this.#disabling);
+    const jobs = await prepareJobs(this.#ctx, this.#keys, claimed, this.#disabling);
     for (const job of jobs) {
       this.#jobs.add(job);
-      this.#state(job.endpoint.id).queue.push(job);
+      this.#lane(job.delivery.lane).queue.push(job);
     }
-    for (const id of new Set(jobs.map((job) => job.endpoint.id))) this.#pump(id);
+    for (const lane of new Set(jobs.map((job) => job.delivery.lane))) this.#pump(lane);
     return { jobs, claimed: claimed.length };
   }
 
-  #state(endpointId: string): EndpointState {
-    let state = this.#endpoints.get(endpointId);
-    if (state === undefined) {
-      state = { inFlight: 0, queue: [] };
-      this.#endpoints.set(endpointId, state);
+  #lane(id: string, rules?: LaneRules): LaneState {
+    let lane = this.#lanes.get(id);
+    if (lane === undefined) {
+      lane = {
+        inFlight: 0,
+        queue: [],
+        rules: rules ?? { ...PLAIN, concurrency: this.#perEndpoint },
+        nextStartAt: 0,
+        timer: undefined,
+      };
+      this.#lanes.set(id, lane);
     }
-    return state;
+    return lane;
   }
 
-  /** Starts queued jobs of an endpoint while it has free slots; gives back the ones too late to start. */
-  #pump(endpointId: string): void {
-    const state = this.#state(endpointId);
+  /** Starts queued jobs of a lane while it has free slots; gives back the ones too late to start. */
+  #pump(id: string): void {
+    const lane = this.#lane(id);
     const late: Job[] = [];
-    while (state.inFlight < this.#perEndpoint && state.queue.length > 0 && !this.#stopping) {
-      const job = state.queue.shift()!;
+    const { rateLimit } = lane.rules;
+    while (lane.inFlight < lane.rules.concurrency && lane.queue.length > 0 && !this.#stopping) {
+      const now = this.#ctx.clock.now();
+      if (rateLimit !== null && lane.nextStartAt > now) {
+        // Out of tokens: come back when the next request may start.
+        lane.timer ??= setTimeout(() => {
+          lane.timer = undefined;
+          this.#pump(id);
+        }, lane.nextStartAt - now);
+        break;
+      }
+      const job = lane.queue.shift()!;
       const startBy = job.delivery.locked_until - this.#timeoutMs - COMMIT_SLACK_MS;
-      if (this.#ctx.clock.now() > startBy) late.push(job);
-      else this.#send(job, state);
+      if (now > startBy) late.push(job);
+      else {
+        if (rateLimit !== null) lane.nextStartAt = Math.max(lane.nextStartAt, now) + 1000 / rateLimit;
+        this.#send(job, lane, id);
+      }
     }
-    if (state.inFlight === 0 && state.queue.length === 0) this.#endpoints.delete(endpointId);
+    if (lane.inFlight === 0 && lane.queue.length === 0 && lane.timer === undefined && !this.#isFixed(id)) {
+      this.#lanes.delete(id);
+    }
     if (late.length > 0) void this.#giveBack(late);
+  }
+
+  /** User-channel lanes always exist; endpoint lanes come and go with their work. */
+  #isFixed(id: string): boolean {
+    return (USER_CHANNELS as readonly string[]).includes(id);
   }
 
   /** Gives claimed jobs back unsent: their deliveries are due again at once, for any node. */
@@ -184,38 +236,40 @@ export class Dispatcher {
     }
   }
 
-  #send(job: Job, state: EndpointState): void {
-    const id = job.endpoint.id;
-    state.inFlight++;
+  #send(job: Job, lane: LaneState, id: string): void {
+    lane.inFlight++;
     job.attempted = true;
     const attemptedAt = this.#ctx.clock.now();
-    const message = {
-      url: job.endpoint.url,
-      secret: job.endpoint.secret,
-      msgId: job.delivery.msg_id,
-      body: job.body,
-      at: attemptedAt,
-    };
-    const options = { dispatcher: this.#agent, timeoutMs: this.#timeoutMs, now: () => this.#ctx.clock.now() };
-    void sendWebhook(message, options).then(async (result) => {
+    this.#senders ??= new Senders(this.#ctx, this.#keys!, this.#agent, this.#allow);
+    void this.#senders.send(job).then(async (sent) => {
       const { metrics } = this.#ctx;
-      metrics.deliveryAttempts.inc({ channel: 'webhook', outcome: result.outcome });
-      metrics.deliveryLatency.observe({ channel: 'webhook' }, result.latencyMs / 1000);
-      if (result.disableEndpoint !== null) {
-        this.#disabling.add(id);
+      const channel = job.delivery.channel;
+      metrics.deliveryAttempts.inc({ channel, outcome: sent.result.outcome });
+      metrics.deliveryLatency.observe({ channel }, sent.result.latencyMs / 1000);
+      const endpointId = job.delivery.endpoint_id;
+      if (sent.result.disableEndpoint !== null && endpointId !== null) {
+        this.#disabling.add(endpointId);
         // What waits for this endpoint is given back; the next claim cancels it.
-        void this.#giveBack(state.queue.splice(0));
+        void this.#giveBack(lane.queue.splice(0));
       }
-      state.inFlight--;
+      lane.inFlight--;
       this.#pump(id);
-      // Claim again when it can take something: this endpoint has a free slot and nothing queued, or (below) the
+      // Claim again when it can take something: this lane has a free slot and nothing queued, or (below) the
       // node was full. Wake-ups coalesce, so a burst of finishing sends makes one claim.
-      if (state.inFlight < this.#perEndpoint && !this.#stopping) this.wake();
-      await this.#writer.add({ delivery: job.delivery, trigger: job.trigger, attemptedAt, result });
-      if (result.disableEndpoint !== null) this.#disabling.delete(id);
+      if (lane.inFlight < lane.rules.concurrency && !this.#stopping) this.wake();
+      await this.#writer.add({ delivery: job.delivery, trigger: job.trigger, attemptedAt, sent });
+      if (sent.result.disableEndpoint !== null && endpointId !== null) this.#disabling.delete(endpointId);
       this.#jobs.delete(job);
       job.finish();
-      if (this.#held() === GLOBAL_CAP - 1 && !this.#stopping) this.wake();
+      if (this.#jobs.size === GLOBAL_CAP - 1 && !this.#stopping) this.wake();
     });
   }
 }
+
+const PLAIN: LaneRules = {
+  concurrency: 0,
+  rateLimit: null,
+  ordered: false,
+  pausedUntil: null,
+  probing: false,
+};

@@ -1,19 +1,45 @@
 import { iso } from '../clock.ts';
-import type { DeliveryRow, EndpointRow } from '../db/tables.ts';
+import type { CircuitColumns, DeliveryRow, EndpointRow } from '../db/tables.ts';
 import type { AttemptRow } from './deliveries.repo.ts';
 
 /** An endpoint as the admin API shows it (with its secret: only admins see endpoints). */
 export function presentEndpoint(row: EndpointRow) {
   return {
     id: row.id,
+    kind: row.kind,
     url: row.url,
     description: row.description,
     types: JSON.parse(row.types) as string[],
     secret: row.secret,
     status: row.status,
     disabled_reason: row.disabled_reason,
+    filter: row.filter,
+    transform: row.transform,
+    headers: row.headers === null ? {} : (JSON.parse(row.headers) as Record<string, string>),
+    payload: row.payload,
+    rate_limit: row.rate_limit,
+    ordered: row.ordered === 1,
+    circuit: presentCircuit(row, Date.now()),
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
+  };
+}
+
+/** Where an endpoint's or provider's circuit stands (see delivery/circuit.ts). */
+export function presentCircuit(row: CircuitColumns, now: number) {
+  const state =
+    row.paused_until !== null
+      ? row.paused_until > now
+        ? ('paused' as const)
+        : ('probing' as const)
+      : row.failures > 0
+        ? ('failing' as const)
+        : ('closed' as const);
+  return {
+    state,
+    failures: row.failures,
+    failing_since: iso(row.failing_since),
+    paused_until: iso(row.paused_until),
   };
 }
 
@@ -27,6 +53,7 @@ export function presentAttempt(row: AttemptRow) {
     latency_ms: row.latency_ms,
     response: row.response,
     error: row.error,
+    provider_id: row.provider_id,
   };
 }
 
@@ -55,5 +82,11 @@ export function presentDelivery(row: DeliveryRow, attempts: AttemptRow[]) {
 
 /** A delivery as the events API lists it under its event. */
 export function presentEventDelivery(row: DeliveryRow) {
-  return { ...deliveryFields(row), channel: row.channel, endpoint_id: row.endpoint_id };
+  return {
+    ...deliveryFields(row),
+    channel: row.channel,
+    endpoint_id: row.endpoint_id,
+    user_id: row.user_id,
+    notification_id: row.notification_id,
+  };
 }

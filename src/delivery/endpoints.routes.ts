@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { EndpointRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
-import { invalid, notFound } from '../errors.ts';
+import { invalid, invalidMany, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { security } from '../http/schemas.ts';
 import { cancelPendingForEndpoint } from './deliveries.repo.ts';
@@ -16,6 +16,7 @@ import {
   updateEndpoint,
 } from './endpoints.repo.ts';
 import { Endpoint, EndpointParams, EndpointPut } from './endpoints.schema.ts';
+import { expressionProblem } from './expressions.ts';
 import { allowList, checkUrl } from './ssrf.ts';
 import { isValidWebhookSecret, newWebhookSecret } from './webhook.ts';
 
@@ -48,8 +49,20 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
         throw invalid('body.secret', 'must be "whsec_" followed by the base64 of 24 to 64 random bytes');
       }
       await checkUrl(url, allow);
+      checkExpressions(body.filter, body.transform, body.kind ?? 'webhook');
       const now = deps.clock.now();
-      const fields = { url, types: JSON.stringify(body.types), updated_at: now };
+      const fields = {
+        url,
+        types: JSON.stringify(body.types),
+        kind: body.kind ?? ('webhook' as const),
+        filter: body.filter ?? null,
+        transform: body.transform ?? null,
+        headers: body.headers === undefined ? null : JSON.stringify(checkHeaders(body.headers)),
+        payload: body.payload ?? ('full' as const),
+        rate_limit: body.rate_limit ?? null,
+        ordered: body.ordered === true ? 1 : 0,
+        updated_at: now,
+      };
       const result = await db.transaction().execute(async (trx) => {
         const existing = await findEndpoint(trx, id);
         let row: EndpointRow;
@@ -62,13 +75,25 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
             secret: body.secret ?? newWebhookSecret(),
             status: enabled ? 'enabled' : 'disabled',
             disabled_reason: enabled ? null : 'manual',
+            failures: 0,
+            failing_since: null,
+            paused_until: null,
             created_at: now,
           });
         } else {
           const patch: Parameters<typeof updateEndpoint>[2] = { ...fields };
           if (body.description !== undefined) patch.description = body.description;
           if (body.secret !== undefined) patch.secret = body.secret;
-          if (body.enabled === true) Object.assign(patch, { status: 'enabled', disabled_reason: null });
+          if (body.enabled === true) {
+            // Re-enabling closes the circuit: the operator says the endpoint is fixed.
+            Object.assign(patch, {
+              status: 'enabled',
+              disabled_reason: null,
+              failures: 0,
+              failing_since: null,
+              paused_until: null,
+            });
+          }
           if (body.enabled === false && existing.status === 'enabled') {
             Object.assign(patch, { status: 'disabled', disabled_reason: 'manual' });
           }
@@ -185,4 +210,47 @@ function checkEndpointUrl(value: string): string {
     throw invalid('body.url', 'must not contain a user name or password');
   }
   return value;
+}
+
+/** Filters and transforms are compiled when saved, so a typo is a 400 pointing at it, not a silent drop later. */
+function checkExpressions(
+  filter: string | null | undefined,
+  transform: string | null | undefined,
+  kind: string,
+) {
+  const problems: { field: string; message: string }[] = [];
+  for (const [field, text] of [
+    ['body.filter', filter],
+    ['body.transform', transform],
+  ] as const) {
+    const problem = text == null ? undefined : expressionProblem(text);
+    if (problem !== undefined)
+      problems.push({ field, message: `not a valid JSONata expression: ${problem}` });
+  }
+  if (transform != null && kind !== 'webhook') {
+    problems.push({
+      field: 'body.transform',
+      message: 'only webhook endpoints take a transform; chat endpoints send cards',
+    });
+  }
+  if (problems.length > 0) throw invalidMany(problems);
+}
+
+const RESERVED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'host',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+  'user-agent',
+]);
+
+function checkHeaders(headers: Record<string, string>): Record<string, string> {
+  for (const name of Object.keys(headers)) {
+    if (RESERVED_HEADERS.has(name.toLowerCase()))
+      throw invalid(`body.headers.${name}`, 'is set by Herald and cannot be replaced');
+    if (/[\r\n]/.test(headers[name]!)) throw invalid(`body.headers.${name}`, 'must not contain line breaks');
+  }
+  return headers;
 }

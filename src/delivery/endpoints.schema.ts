@@ -10,6 +10,14 @@ export const EndpointId = Type.String({
   description: 'Letters, digits, `.`, `_`, `-`; starts with a letter or digit',
 });
 
+export const EndpointKind = Type.Union(
+  [Type.Literal('webhook'), Type.Literal('slack'), Type.Literal('teams')],
+  {
+    description:
+      '`webhook` (signed Standard Webhooks POST, the default), `slack` (incoming webhook, Block Kit) or `teams` (Workflows webhook, Adaptive Card)',
+  },
+);
+
 export const EndpointParams = Type.Object({ id: EndpointId });
 export const DeliveryParams = Type.Object({
   id: EndpointId,
@@ -38,6 +46,56 @@ export const EndpointPut = Type.Object(
       }),
     ),
     enabled: Type.Optional(Type.Boolean({ description: 'false pauses the endpoint; true re-enables it' })),
+    kind: Type.Optional(EndpointKind),
+    filter: Type.Optional(
+      Type.Union([
+        Type.Null(),
+        Type.String({
+          minLength: 1,
+          maxLength: 4000,
+          description:
+            'JSONata expression over the webhook payload (`{type, timestamp, data}`); the event is sent when it is truthy. Example: `data.severity in ["error", "critical"] and data.data.region = "EU"`',
+        }),
+      ]),
+    ),
+    transform: Type.Optional(
+      Type.Union([
+        Type.Null(),
+        Type.String({
+          minLength: 1,
+          maxLength: 20000,
+          description:
+            'JSONata expression whose result is sent as the body instead of the webhook payload (webhook endpoints only). Example: `{"short_description": data.title, "urgency": data.severity = "critical" ? 1 : 3}`',
+        }),
+      ]),
+    ),
+    headers: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$" }),
+        Type.String({ maxLength: 2000 }),
+        {
+          maxProperties: 20,
+          description: 'Extra request headers; the signature headers and Content-Type cannot be replaced',
+        },
+      ),
+    ),
+    payload: Type.Optional(
+      Type.Union([Type.Literal('full'), Type.Literal('thin')], {
+        description: '`thin` sends only the event id, type, source, subject, time and severity',
+      }),
+    ),
+    rate_limit: Type.Optional(
+      Type.Union([
+        Type.Null(),
+        Type.Integer({ minimum: 1, maximum: 10000, description: 'Most requests per second' }),
+      ]),
+    ),
+    ordered: Type.Optional(
+      Type.Boolean({
+        description:
+          'Deliver one at a time, oldest first; a delivery waiting for a retry holds back the rest',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -49,6 +107,7 @@ const NullableInteger = Type.Union([Type.Integer(), Type.Null()]);
 
 export const Endpoint = Type.Object({
   id: Type.String(),
+  kind: EndpointKind,
   url: Type.String(),
   description: NullableString,
   types: Type.Array(Type.String()),
@@ -58,6 +117,23 @@ export const Endpoint = Type.Object({
     Type.String({ description: '`gone` (410), `receiver_requested`, `manual`' }),
     Type.Null(),
   ]),
+  filter: NullableString,
+  transform: NullableString,
+  headers: Type.Record(Type.String(), Type.String()),
+  payload: Type.Union([Type.Literal('full'), Type.Literal('thin')]),
+  rate_limit: NullableInteger,
+  ordered: Type.Boolean(),
+  circuit: Type.Object({
+    state: Type.Union([
+      Type.Literal('closed'),
+      Type.Literal('failing'),
+      Type.Literal('paused'),
+      Type.Literal('probing'),
+    ]),
+    failures: Type.Integer({ description: 'Consecutive failed attempts' }),
+    failing_since: NullableTime,
+    paused_until: NullableTime,
+  }),
   created_at: Time,
   updated_at: Time,
 });
@@ -78,6 +154,10 @@ export const Attempt = Type.Object({
   latency_ms: Type.Integer(),
   response: Type.Union([Type.String({ description: 'The first 2 KiB of the response body' }), Type.Null()]),
   error: NullableString,
+  provider_id: Type.Union([
+    Type.String({ description: 'The provider this try went to (email, SMS, mobile push)' }),
+    Type.Null(),
+  ]),
 });
 
 const DeliveryFields = {
@@ -99,8 +179,10 @@ export const Delivery = Type.Object({ ...DeliveryFields, attempts: Type.Array(At
 /** A delivery as the events API shows it under an event. */
 export const EventDelivery = Type.Object({
   ...DeliveryFields,
-  channel: Type.Literal('webhook'),
+  channel: Type.String({ description: '`webhook`, `slack`, `teams`, `email`, `push` or `sms`' }),
   endpoint_id: NullableString,
+  user_id: NullableString,
+  notification_id: NullableString,
 });
 
 export const DeliveryQuery = Type.Object({ status: Type.Optional(DeliveryStatus), ...PageQuery });

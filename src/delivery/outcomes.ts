@@ -1,7 +1,12 @@
 import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
+import type { SendResult } from '../channels/channel.ts';
+import { isUserChannel, RETRY_SCHEDULES } from '../channels/registry.ts';
+import type { Config } from '../config.ts';
 import type { Context } from '../context.ts';
 import type { DeliveryRow } from '../db/tables.ts';
 import { newId } from '../ids.ts';
+import { raiseAlerts } from '../ops/alerts.ts';
+import { breakerSettings, updateCircuits } from './circuits.repo.ts';
 import {
   type AttemptRow,
   cancelPendingForEndpoint,
@@ -9,8 +14,10 @@ import {
   finishAttempts,
   insertAttempts,
 } from './deliveries.repo.ts';
+import { deleteDevices } from './devices.repo.ts';
 import { disableEndpoint } from './endpoints.repo.ts';
-import type { AttemptResult } from './webhook.ts';
+import { insertFallbacks } from './fallback.ts';
+import type { Sent } from './senders.ts';
 
 /** One finished attempt, waiting to be written. */
 export interface Outcome {
@@ -19,7 +26,7 @@ export interface Outcome {
   trigger: 'scheduled' | 'manual';
   /** When the attempt was made (the `webhook-timestamp`). */
   attemptedAt: number;
-  result: AttemptResult;
+  sent: Sent;
 }
 
 /**
@@ -29,7 +36,7 @@ export interface Outcome {
  */
 export function afterAttempt(
   delivery: DeliveryRow,
-  result: AttemptResult,
+  result: SendResult,
   schedule: readonly number[],
   now: number,
 ): DeliveryAfterAttempt {
@@ -118,55 +125,84 @@ export class OutcomeWriter {
     const attempts: AttemptRow[] = [];
     const audit: AuditEntry[] = [];
     const disable = new Map<string, string>();
-    const states = outcomes.map((o) => afterAttempt(o.delivery, o.result, config.webhookRetrySchedule, now));
-    outcomes.forEach(({ delivery, result, trigger, attemptedAt }, i) => {
+    const states = outcomes.map((o) =>
+      afterAttempt(o.delivery, o.sent.result, scheduleFor(o.delivery.channel, config), now),
+    );
+    outcomes.forEach(({ delivery, sent, trigger }, i) => {
       const state = states[i]!;
-      attempts.push({
-        id: newId('att', attemptedAt),
-        delivery_id: delivery.id,
-        attempted_at: attemptedAt,
-        trigger,
-        outcome: result.outcome,
-        status_code: result.statusCode,
-        latency_ms: result.latencyMs,
-        response: result.response,
-        error: result.error,
-      });
-      const action =
-        state.status === 'succeeded'
-          ? 'delivery.succeeded'
-          : state.status === 'dead'
-            ? 'delivery.dead'
-            : 'delivery.retry_scheduled';
+      for (const { providerId, at, result } of sent.tries) {
+        attempts.push({
+          id: newId('att', at),
+          delivery_id: delivery.id,
+          attempted_at: at,
+          trigger,
+          outcome: result.outcome,
+          status_code: result.statusCode,
+          latency_ms: result.latencyMs,
+          response: result.response,
+          error: result.error,
+          provider_id: providerId,
+        });
+      }
       audit.push({
         at: now,
         actor: 'system',
-        action,
+        action: AUDIT_ACTION[state.status],
         subject_type: 'delivery',
         subject_id: delivery.id,
         data: {
+          channel: delivery.channel,
           endpoint_id: delivery.endpoint_id,
+          notification_id: delivery.notification_id,
           event_id: delivery.event_id,
           attempt: state.attempt_count,
           trigger,
-          status_code: result.statusCode,
-          error: result.error,
+          status_code: sent.result.statusCode,
+          error: sent.result.error,
           ...(state.status === 'pending'
             ? { next_attempt_at: new Date(state.next_attempt_at).toISOString() }
             : {}),
         },
       });
-      if (result.disableEndpoint !== null && delivery.endpoint_id !== null) {
-        disable.set(delivery.endpoint_id, result.disableEndpoint);
+      if (sent.result.disableEndpoint !== null && delivery.endpoint_id !== null) {
+        disable.set(delivery.endpoint_id, sent.result.disableEndpoint);
       }
     });
+    let alerts = 0;
+    let followUps = 0;
     await this.#ctx.store.db.transaction().execute(async (trx) => {
       await insertAttempts(trx, attempts);
       await finishAttempts(
         trx,
-        outcomes.map(({ delivery }, i) => ({ ...states[i]!, id: delivery.id, lease: delivery.locked_until })),
+        outcomes.map(({ delivery, sent }, i) => ({
+          ...states[i]!,
+          id: delivery.id,
+          lease: delivery.locked_until,
+          provider_id: sent.tries.findLast((t) => t.providerId !== null)?.providerId ?? null,
+        })),
       );
-      for (const [endpointId, reason] of disable) {
+      const gone = outcomes.flatMap((o) => o.sent.goneDevices);
+      if (gone.length > 0) {
+        await deleteDevices(trx, gone);
+        audit.push(
+          ...gone.map((id) => ({
+            at: now,
+            actor: 'system' as const,
+            action: 'device.removed',
+            subject_type: 'device',
+            subject_id: id,
+            data: { reason: 'the push service says it is gone' },
+          })),
+        );
+      }
+      followUps = await insertFallbacks(
+        trx,
+        outcomes.filter((_, i) => states[i]!.status === 'dead').map((o) => o.delivery),
+        now,
+      );
+      const circuits = await updateCircuits(trx, outcomes, breakerSettings(config), now);
+      audit.push(...circuits.audit);
+      for (const [endpointId, reason] of [...disable, ...circuits.disableEndpoints]) {
         if (!(await disableEndpoint(trx, endpointId, reason, now))) continue;
         const cancelled = await cancelPendingForEndpoint(trx, endpointId, 'endpoint disabled', now);
         audit.push({
@@ -178,7 +214,21 @@ export class OutcomeWriter {
           data: { reason, deliveries_cancelled: cancelled },
         });
       }
+      alerts = await raiseAlerts(trx, circuits.alerts, now);
       await appendAudit(trx, audit);
     });
+    if (alerts > 0) this.#ctx.store.notifier.publish('events', '');
+    if (followUps > 0) this.#ctx.store.notifier.publish('deliveries', '');
   }
+}
+
+const AUDIT_ACTION = {
+  succeeded: 'delivery.succeeded',
+  dead: 'delivery.dead',
+  pending: 'delivery.retry_scheduled',
+  cancelled: 'delivery.cancelled',
+} as const;
+
+function scheduleFor(channel: string, config: Config): readonly number[] {
+  return isUserChannel(channel) ? RETRY_SCHEDULES[channel] : config.webhookRetrySchedule;
 }

@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher, errors, request } from 'undici';
+import { result, type SendResult } from '../channels/channel.ts';
 
 /*
  * Standard Webhooks (standard-webhooks/standard-webhooks, spec 1.0.0): the body is signed as
@@ -55,6 +56,8 @@ export interface WebhookMessage {
   body: string;
   /** Milliseconds; its whole seconds become `webhook-timestamp`. */
   at: number;
+  /** Extra headers (the endpoint's own); they never replace the signature headers. */
+  headers?: Record<string, string> | undefined;
 }
 
 export interface SendOptions {
@@ -65,17 +68,8 @@ export interface SendOptions {
   now: () => number;
 }
 
-/** What one attempt came to. */
-export interface AttemptResult {
-  /** `succeeded` (2xx), `retry` (try again later) or `failed` (never retry this message). */
-  outcome: 'succeeded' | 'retry' | 'failed';
-  statusCode: number | null;
-  latencyMs: number;
-  /** The start of the response body (at most 2 KiB). */
-  response: string | null;
-  error: string | null;
-  /** From `Retry-After` on a 429 or 503: wait at least this long. */
-  retryAfterMs: number | null;
+/** What one attempt came to: a channel result, plus the receiver's request to stop sending to the endpoint. */
+export interface AttemptResult extends SendResult {
   /** Set when the receiver asked to stop sending to the endpoint: `gone` (410) or `receiver_requested`. */
   disableEndpoint: 'gone' | 'receiver_requested' | null;
 }
@@ -93,6 +87,7 @@ export async function sendWebhook(message: WebhookMessage, options: SendOptions)
       method: 'POST',
       dispatcher: options.dispatcher,
       headers: {
+        ...message.headers,
         'content-type': 'application/json',
         'user-agent': 'Herald-Webhooks/1.0',
         'webhook-id': message.msgId,
@@ -110,12 +105,7 @@ export async function sendWebhook(message: WebhookMessage, options: SendOptions)
   } catch (error) {
     const latencyMs = Math.round(performance.now() - started);
     return {
-      outcome: 'retry',
-      statusCode: null,
-      latencyMs,
-      response: null,
-      error: describe(error, options.timeoutMs),
-      retryAfterMs: null,
+      ...result({ outcome: 'retry', latencyMs, error: describe(error, options.timeoutMs) }),
       disableEndpoint: null,
     };
   }
@@ -129,29 +119,24 @@ function classify(
   now: number,
 ): AttemptResult {
   const control = String(headers['webhook-delivery'] ?? '').toLowerCase();
-  const result: AttemptResult = {
-    outcome: 'retry',
-    statusCode: status,
-    latencyMs,
-    response,
-    error: null,
-    retryAfterMs: null,
+  const answer: AttemptResult = {
+    ...result({ outcome: 'retry', statusCode: status, latencyMs, response: response || null }),
     disableEndpoint: control === 'disable' ? 'receiver_requested' : null,
   };
   if (status >= 200 && status < 300) {
-    result.outcome = 'succeeded';
-    return result;
+    answer.outcome = 'succeeded';
+    return answer;
   }
-  result.error = status >= 300 && status < 400 ? `redirect (${status}) not followed` : `HTTP ${status}`;
+  answer.error = status >= 300 && status < 400 ? `redirect (${status}) not followed` : `HTTP ${status}`;
   if (status === 410) {
-    result.outcome = 'failed';
-    result.disableEndpoint = 'gone';
+    answer.outcome = 'failed';
+    answer.disableEndpoint = 'gone';
   } else if (control === 'abort-message' || control === 'disable') {
-    result.outcome = 'failed';
+    answer.outcome = 'failed';
   } else if (status === 429 || status === 503) {
-    result.retryAfterMs = retryAfter(headers['retry-after'], now);
+    answer.retryAfterMs = retryAfter(headers['retry-after'], now);
   }
-  return result;
+  return answer;
 }
 
 /** `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3), in milliseconds from now; capped at 24 h. */

@@ -3,7 +3,7 @@ import type { EventRow } from '../db/tables.ts';
 import { groupMembers } from '../directory/groups.repo.ts';
 import { existingUserIds, findUsersByEmails } from '../directory/users.repo.ts';
 import { matchesAnyType } from './patterns.ts';
-import type { Rule } from './rules.repo.ts';
+import { channelKey, type Rule } from './rules.repo.ts';
 
 /** One person an event reaches, on which channels, and every route that led there. */
 export interface Recipient {
@@ -76,15 +76,14 @@ function refsOf(event: EventRow, rules: readonly Rule[]): { refs: Ref[]; rules: 
     matched.push(rule.id);
     const via = `rule:${rule.id}`;
     const r = rule.recipients;
-    for (const user of r.users ?? []) refs.push({ kind: 'user', ref: user, via, channels: rule.channels });
-    for (const group of r.groups ?? [])
-      refs.push({ kind: 'group', ref: group, via, channels: rule.channels });
+    const channels = rule.channels.map(channelKey);
+    for (const user of r.users ?? []) refs.push({ kind: 'user', ref: user, via, channels });
+    for (const group of r.groups ?? []) refs.push({ kind: 'group', ref: group, via, channels });
     for (const path of r.from_data ?? []) {
       data ??= event.data === null ? null : JSON.parse(event.data);
       const values = valuesAt(event, data, path);
       if (values.length === 0) refs.push({ kind: 'data', ref: path, via, channels: [] });
-      for (const value of values)
-        refs.push({ kind: 'data', ref: value, via: `${via}:${path}`, channels: rule.channels });
+      for (const value of values) refs.push({ kind: 'data', ref: value, via: `${via}:${path}`, channels });
     }
   }
   return { refs, rules: matched };

@@ -2,10 +2,12 @@ import type { Insertable, Transaction } from 'kysely';
 import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
 import type { Database, EventRow } from '../db/tables.ts';
+import { userDelivery } from '../delivery/fallback.ts';
 import { newId } from '../ids.ts';
+import { loadOptOuts } from '../preferences/preferences.repo.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
 import { matchesAnyType } from './patterns.ts';
-import { type Decision, decide } from './recipients.ts';
+import { type Decision, decide, type Recipient } from './recipients.ts';
 import {
   claimEvents,
   enabledEndpoints,
@@ -79,20 +81,39 @@ export class Router {
   async #route(trx: Transaction<Database>, events: EventRow[], now: number) {
     const [rules, endpoints] = await Promise.all([listEnabledRules(trx), enabledEndpoints(trx)]);
     const decisions = await decide(trx, events, rules);
+    const recipientIds = [...new Set([...decisions.values()].flatMap((d) => [...d.recipients.keys()]))];
+    const optedOut = await loadOptOuts(trx, recipientIds);
     const notifications: Insertable<Database['notifications']>[] = [];
     const deliveries: Insertable<Database['deliveries']>[] = [];
     const audit: AuditEntry[] = [];
     for (const event of events) {
       const decision = decisions.get(event.id)!;
+      const skipped: { user_id: string; channel: string; reason: string }[] = [];
       for (const recipient of decision.recipients.values()) {
-        notifications.push(notificationRow(event, recipient.userId, [...recipient.channels], now));
+        const plan = planChannels(recipient, event, optedOut);
+        skipped.push(...plan.skipped.map((s) => ({ user_id: recipient.userId, ...s })));
+        const notification = notificationRow(event, recipient.userId, plan.channels, now);
+        notifications.push(notification);
+        for (const [first, ...rest] of plan.chains) {
+          deliveries.push(
+            userDelivery({
+              eventId: event.id,
+              notificationId: notification.id,
+              userId: recipient.userId,
+              channel: first!,
+              fallback: rest,
+              now,
+            }),
+          );
+        }
       }
       const targets = endpoints.filter((e) => matchesAnyType(e.types, event.type));
-      for (const endpoint of targets) deliveries.push(deliveryRow(event, endpoint.id, now));
+      for (const endpoint of targets) deliveries.push(deliveryRow(event, endpoint.id, endpoint.kind, now));
       // The decision is kept in the audit entry; `GET /v1/events/{id}` shows it from there.
       const summary = summarise(
         decision,
         targets.map((t) => t.id),
+        skipped,
       );
       audit.push({
         at: now,
@@ -172,12 +193,49 @@ function notificationRow(
   };
 }
 
-function deliveryRow(event: EventRow, endpointId: string, now: number): Insertable<Database['deliveries']> {
+/**
+ * What a recipient gets on which channel: the inbox always; each other channel or fallback chain unless the
+ * user turned that channel off for this kind of event (critical events go through regardless). A chain drops
+ * the channels turned off and keeps the rest in order.
+ */
+function planChannels(
+  recipient: Recipient,
+  event: EventRow,
+  optedOut: (userId: string, type: string, channel: string) => boolean,
+) {
+  const chains: string[][] = [];
+  const skipped: { channel: string; reason: string }[] = [];
+  const used = new Set<string>(['inapp']);
+  for (const key of recipient.channels) {
+    if (key === 'inapp') continue;
+    const chain = key.split('>').filter((channel) => {
+      if (event.severity === 'critical' || !optedOut(recipient.userId, event.type, channel)) return true;
+      skipped.push({ channel, reason: 'turned off in preferences' });
+      return false;
+    });
+    if (chain.length === 0 || used.has(chain[0]!)) continue;
+    for (const channel of chain) used.add(channel);
+    chains.push(chain);
+  }
+  return { chains, skipped, channels: [...used] };
+}
+
+function deliveryRow(
+  event: EventRow,
+  endpointId: string,
+  kind: string,
+  now: number,
+): Insertable<Database['deliveries']> {
   return {
     id: newId('dlv', now),
     event_id: event.id,
-    channel: 'webhook',
+    channel: kind,
     endpoint_id: endpointId,
+    lane: endpointId,
+    notification_id: null,
+    user_id: null,
+    fallback: null,
+    provider_id: null,
     // One message id per event, kept by every attempt and every endpoint (Standard Webhooks `webhook-id`).
     msg_id: `msg_${event.id.slice(4)}`,
     status: 'pending',
@@ -193,7 +251,11 @@ function deliveryRow(event: EventRow, endpointId: string, now: number): Insertab
 }
 
 /** The routing decision as stored on the event and shown by `GET /v1/events/{id}`. */
-function summarise(decision: Decision, endpoints: string[]) {
+function summarise(
+  decision: Decision,
+  endpoints: string[],
+  skipped: { user_id: string; channel: string; reason: string }[],
+) {
   const recipients = [...decision.recipients.values()];
   return {
     recipient_count: recipients.length,
@@ -205,5 +267,6 @@ function summarise(decision: Decision, endpoints: string[]) {
     unresolved: decision.unresolved,
     rules_matched: decision.rules,
     endpoints,
+    channels_skipped: skipped.slice(0, LISTED_RECIPIENTS),
   };
 }

@@ -35,13 +35,13 @@ export async function claimEvents(
   return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
-export async function enabledEndpoints(db: Db): Promise<{ id: string; types: string[] }[]> {
+export async function enabledEndpoints(db: Db): Promise<{ id: string; kind: string; types: string[] }[]> {
   const rows = await db
     .selectFrom('endpoints')
-    .select(['id', 'types'])
+    .select(['id', 'kind', 'types'])
     .where('status', '=', 'enabled')
     .execute();
-  return rows.map((r) => ({ id: r.id, types: JSON.parse(r.types) as string[] }));
+  return rows.map((r) => ({ id: r.id, kind: r.kind, types: JSON.parse(r.types) as string[] }));
 }
 
 // Chunk sizes keep every statement inside SQLite's limit of 32,766 bound values.

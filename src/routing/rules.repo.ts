@@ -21,6 +21,14 @@ export interface RuleRecipients {
   from_data?: string[];
 }
 
+/** A channel, or a fallback chain tried in turn (`{fallback: ["push", "email"]}`). */
+export type ChannelSpec = string | { fallback: string[] };
+
+/** The key a channel spec is kept under on a recipient: `email`, or `push>email` for a chain. */
+export function channelKey(spec: ChannelSpec): string {
+  return typeof spec === 'string' ? spec : spec.fallback.join('>');
+}
+
 /** A routing rule, parsed; times in ms. */
 export interface Rule {
   id: string;
@@ -30,7 +38,7 @@ export interface Rule {
   enabled: boolean;
   match: RuleMatch;
   recipients: RuleRecipients;
-  channels: string[];
+  channels: ChannelSpec[];
   created_at: number;
   updated_at: number;
 }
@@ -43,7 +51,7 @@ function parseRule(row: RuleRow): Rule {
     enabled: Number(row.enabled) === 1,
     match: JSON.parse(row.match) as RuleMatch,
     recipients: JSON.parse(row.recipients) as RuleRecipients,
-    channels: JSON.parse(row.channels) as string[],
+    channels: JSON.parse(row.channels) as ChannelSpec[],
     created_at: row.created_at,
     updated_at: row.updated_at,
   };

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
+import { isUserChannel, RULE_CHANNELS } from '../channels/registry.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { assertReferencesExist } from '../directory/references.ts';
@@ -10,9 +11,6 @@ import { decodeCursor, encodeCursor, Page, PageQuery } from '../http/pagination.
 import { Deleted, security } from '../http/schemas.ts';
 import { TYPE_PATTERN_REGEX } from './patterns.ts';
 import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.repo.ts';
-
-/** The channels a rule may name; more arrive with their providers. */
-export const RULE_CHANNELS: readonly string[] = ['inapp'];
 
 const tags = ['rules'];
 
@@ -49,6 +47,24 @@ const Recipients = Type.Object(
   { additionalProperties: false, description: 'At least one user, group or path' },
 );
 
+const ChannelSpec = Type.Union(
+  [
+    Type.String({ minLength: 1, maxLength: 64, description: '`inapp`, `email`, `push` or `sms`' }),
+    Type.Object(
+      {
+        fallback: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+          minItems: 2,
+          maxItems: 3,
+          description:
+            'Channels tried in turn: the next one only when the one before has no address or fails',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  ],
+  { description: 'A channel, or `{"fallback": ["push", "email"]}`' },
+);
+
 const RuleBody = Type.Object(
   {
     name: Type.Optional(Type.Union([Type.Null(), Type.String({ maxLength: 200 })])),
@@ -58,7 +74,7 @@ const RuleBody = Type.Object(
     enabled: Type.Optional(Type.Boolean({ default: true })),
     match: Match,
     recipients: Recipients,
-    channels: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 10 }),
+    channels: Type.Array(ChannelSpec, { minItems: 1, maxItems: 10 }),
   },
   { additionalProperties: false },
 );
@@ -70,7 +86,7 @@ const RuleShape = Type.Object({
   enabled: Type.Boolean(),
   match: Match,
   recipients: Recipients,
-  channels: Type.Array(Type.String()),
+  channels: Type.Array(ChannelSpec),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });
@@ -108,7 +124,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
         enabled: body.enabled ?? true,
         match: body.match,
         recipients: body.recipients,
-        channels: [...new Set(body.channels)],
+        channels: uniqueSpecs(body.channels),
       };
       const now = deps.clock.now();
       const { saved, created } = await db.transaction().execute(async (trx) => {
@@ -225,18 +241,40 @@ function checkRecipients(recipients: { users?: string[]; groups?: string[]; from
   }
 }
 
-function checkChannels(channels: string[]): void {
-  const errors = channels.flatMap((channel, i) =>
-    RULE_CHANNELS.includes(channel)
-      ? []
-      : [
-          {
-            field: `body.channels.${i}`,
-            message: `"${channel}" is not a known channel (known: ${RULE_CHANNELS.join(', ')})`,
-          },
-        ],
-  );
+function checkChannels(channels: Rule['channels']): void {
+  const errors = channels.flatMap((spec, i) => {
+    if (typeof spec === 'string') {
+      return RULE_CHANNELS.includes(spec)
+        ? []
+        : [
+            {
+              field: `body.channels.${i}`,
+              message: `"${spec}" is not a known channel (known: ${RULE_CHANNELS.join(', ')})`,
+            },
+          ];
+    }
+    return spec.fallback.flatMap((channel, j) =>
+      isUserChannel(channel) && spec.fallback.indexOf(channel) === j
+        ? []
+        : [
+            {
+              field: `body.channels.${i}.fallback.${j}`,
+              message: `"${channel}" cannot be part of a fallback (use email, push or sms, each once)`,
+            },
+          ],
+    );
+  });
   if (errors.length > 0) {
     throw new HeraldError('validation_failed', `${errors[0]!.field}: ${errors[0]!.message}`, { errors });
   }
+}
+
+function uniqueSpecs(channels: Rule['channels']): Rule['channels'] {
+  const seen = new Set<string>();
+  return channels.filter((spec) => {
+    const key = JSON.stringify(spec);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }

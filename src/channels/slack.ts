@@ -1,0 +1,253 @@
+import { performance } from 'node:perf_hooks';
+import { type Dispatcher, errors, request } from 'undici';
+import { UnsafeAddressError } from '../delivery/ssrf.ts';
+import { retryAfter } from '../delivery/webhook.ts';
+import {
+  ChannelConfigError,
+  type Message,
+  type ProviderKind,
+  type ProviderOptions,
+  result,
+  type SendResult,
+  truncate,
+} from './channel.ts';
+
+/*
+ * Slack incoming webhooks: the address is the webhook URL (`https://hooks.slack.com/services/T…/B…/…`), which
+ * names the channel and carries its own secret, so the provider needs no configuration. Slack answers 200 `ok`,
+ * or an error status with a short plain-text code (`invalid_payload`, `channel_is_archived`, `no_service`).
+ * Buttons are link buttons: a webhook alone receives no clicks, so every action opens its signed URL.
+ */
+
+const RESPONSE_LIMIT = 2048;
+// Block Kit limits (docs.slack.dev reference/block-kit): header text 150, section text 3000, button text 75,
+// button url 3000, action_id 255, at most 25 elements in an actions block.
+const HEADER_LIMIT = 150;
+const SECTION_LIMIT = 3000;
+const BUTTON_TEXT_LIMIT = 75;
+const BUTTON_URL_LIMIT = 3000;
+const ACTION_ID_LIMIT = 255;
+const MAX_BUTTONS = 25;
+
+const EMOJI: Record<Message['severity'], string> = {
+  info: ':information_source:',
+  warning: ':warning:',
+  error: ':x:',
+  critical: ':rotating_light:',
+};
+
+/** Slack's mrkdwn escaping: only `&`, `<` and `>` are control characters. */
+function mrkdwn(text: string): string {
+  return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
+
+/** `text` in at most `limit` UTF-16 units, ending in `…` when cut; never splits a surrogate pair. */
+export function clip(text: string, limit: number): string {
+  if (text.length <= limit) return text;
+  let out = '';
+  for (const char of text) {
+    if (out.length + char.length > limit - 1) break;
+    out += char;
+  }
+  return `${out}…`;
+}
+
+/** `text` escaped for mrkdwn in at most `limit` units; the cut falls between characters, never inside `&amp;`. */
+function escapeClipped(text: string, limit: number): string {
+  const escaped = mrkdwn(text);
+  if (escaped.length <= limit) return escaped;
+  let out = '';
+  for (const char of text) {
+    const piece = mrkdwn(char);
+    if (out.length + piece.length > limit - 1) break;
+    out += piece;
+  }
+  return `${out}…`;
+}
+
+interface Button {
+  type: 'button';
+  text: { type: 'plain_text'; text: string; emoji: true };
+  action_id: string;
+  value?: string;
+  url: string;
+  style?: 'primary' | 'danger';
+}
+
+function buttons(message: Message): Button[] {
+  const ref = message.notificationId ?? message.eventId;
+  const out: Button[] = [];
+  const add = (id: string, label: string, url: string, style: Button['style'], value?: string) => {
+    // Slack rejects the whole message (invalid_blocks) for one over-long url; leave that button out instead.
+    if (url.length > BUTTON_URL_LIMIT) return;
+    out.push({
+      type: 'button',
+      text: { type: 'plain_text', text: clip(label || id, BUTTON_TEXT_LIMIT), emoji: true },
+      action_id: `herald:${id}:${ref}`.slice(0, ACTION_ID_LIMIT),
+      ...(value === undefined ? {} : { value }),
+      url,
+      ...(style === undefined ? {} : { style }),
+    });
+  };
+  if (message.url !== null) add('open', 'Open', message.url, 'primary');
+  for (const action of message.actions) {
+    if (action.url === null) continue;
+    const style = action.id === 'reject' ? 'danger' : action.id === 'approve' ? 'primary' : undefined;
+    add(action.id, action.label, action.url, style, action.id);
+  }
+  return out.slice(0, MAX_BUTTONS);
+}
+
+/**
+ * The incoming-webhook payload for a message: `text` is the notification fallback, `blocks` a header (title),
+ * a section (text, mrkdwn-escaped), a context line (severity, type, event id) and link buttons ("Open" and
+ * each action that has a URL; no actions block when there are none).
+ */
+export function slackBody(message: Message): object {
+  const title = message.title.trim() || message.type;
+  const fallback = message.text === '' ? title : `${title} — ${message.text}`;
+  const blocks: object[] = [
+    { type: 'header', text: { type: 'plain_text', text: clip(title, HEADER_LIMIT), emoji: true } },
+  ];
+  if (message.text.trim() !== '') {
+    blocks.push({
+      type: 'section',
+      text: { type: 'mrkdwn', text: escapeClipped(message.text, SECTION_LIMIT) },
+    });
+  }
+  const context = `${EMOJI[message.severity]} *${message.severity}* · ${mrkdwn(message.type)} · event ${mrkdwn(message.eventId)}`;
+  blocks.push({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(context, SECTION_LIMIT) }] });
+  const elements = buttons(message);
+  if (elements.length > 0) blocks.push({ type: 'actions', elements });
+  return { text: escapeClipped(fallback, SECTION_LIMIT), blocks };
+}
+
+/** What a chat webhook answered. */
+export interface ChatAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** The start of the body (at most 2 KiB). */
+  text: string;
+  latencyMs: number;
+}
+
+async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size >= RESPONSE_LIMIT) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
+}
+
+function networkFailure(error: unknown, timeoutMs: number, latencyMs: number): SendResult {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    // A refused address does not become reachable by retrying; only the allow list can change that.
+    if (e instanceof UnsafeAddressError)
+      return result({ outcome: 'failed', latencyMs, error: `refused: ${e.message}` });
+  }
+  const e = error as Error;
+  const timedOut =
+    error instanceof errors.HeadersTimeoutError ||
+    error instanceof errors.BodyTimeoutError ||
+    error instanceof errors.ConnectTimeoutError ||
+    e.name === 'TimeoutError' ||
+    e.name === 'AbortError';
+  const detail = timedOut
+    ? `timeout: no answer within ${timeoutMs / 1000} s`
+    : `network: ${(e.cause instanceof Error ? e.cause.message : '') || e.message || String(error)}`;
+  return result({ outcome: 'retry', latencyMs, providerFault: true, error: detail.slice(0, 500) });
+}
+
+/**
+ * POSTs `payload` as JSON to a chat webhook through the guarded agent. Returns the answer, or the result when
+ * none came (a bad URL and a refused address fail; timeouts and network errors are retried as provider faults).
+ */
+export async function postChat(
+  url: string,
+  payload: object,
+  options: ProviderOptions,
+): Promise<ChatAnswer | SendResult> {
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+    return result({ outcome: 'failed', latencyMs: 0, error: 'bad address: not an http(s) webhook URL' });
+  }
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  try {
+    const response = await request(url, {
+      method: 'POST',
+      dispatcher: options.dispatcher,
+      headers: { 'content-type': 'application/json', 'user-agent': 'Herald/1.0' },
+      body: JSON.stringify(payload),
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+    const text = await readStart(response.body);
+    return { status: response.statusCode, headers: response.headers, text, latencyMs: elapsed() };
+  } catch (error) {
+    return networkFailure(error, options.timeoutMs, elapsed());
+  }
+}
+
+/** Whether `postChat` came back with an answer rather than a result. */
+export function isAnswer(value: ChatAnswer | SendResult): value is ChatAnswer {
+  return 'status' in value;
+}
+
+/** The configuration of a chat kind, which has none: `{}` or nothing. */
+export function emptyConfig(kind: string, config: unknown): Record<string, never> {
+  if (config === undefined) return {};
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new ChannelConfigError(
+      '',
+      `${kind} takes no configuration: give {} (the webhook URL is the address)`,
+    );
+  }
+  const [key] = Object.keys(config);
+  if (key !== undefined) {
+    throw new ChannelConfigError(`/${key}`, `${kind} takes no configuration: the webhook URL is the address`);
+  }
+  return {};
+}
+
+function classify(answer: ChatAnswer, now: number): SendResult {
+  const { status, text, latencyMs } = answer;
+  const base = { statusCode: status, latencyMs, response: truncate(text) };
+  if (status >= 200 && status < 300) return result({ ...base, outcome: 'succeeded' });
+  const code = text.trim();
+  const error = code !== '' && code.length <= 200 && !code.startsWith('<') ? code : `HTTP ${status}`;
+  if (status === 429) {
+    return result({
+      ...base,
+      outcome: 'retry',
+      error,
+      retryAfterMs: retryAfter(answer.headers['retry-after'], now),
+    });
+  }
+  if (status >= 500) return result({ ...base, outcome: 'retry', providerFault: true, error });
+  // 404 no_service / 410 channel_is_archived: the webhook (or its channel) no longer exists.
+  if (status === 404 || status === 410)
+    return result({ ...base, outcome: 'failed', addressGone: true, error });
+  return result({ ...base, outcome: 'failed', error });
+}
+
+/** Slack incoming webhooks with Block Kit (`slack`, channel `chat`); the address is the webhook URL. */
+export const slackProvider: ProviderKind<Record<string, never>, string> = {
+  kind: 'slack',
+  channel: 'chat',
+  validate: (config) => emptyConfig('slack', config),
+  redact: () => ({}),
+  create: (_config, options) => ({
+    async send(message, address) {
+      const answer = await postChat(address, slackBody(message), options);
+      return isAnswer(answer) ? classify(answer, options.now()) : answer;
+    },
+    async close() {},
+  }),
+};

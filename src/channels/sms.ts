@@ -1,0 +1,229 @@
+import { performance } from 'node:perf_hooks';
+import { type Dispatcher, errors, request } from 'undici';
+import { UnsafeAddressError } from '../delivery/ssrf.ts';
+import { retryAfter } from '../delivery/webhook.ts';
+import {
+  ChannelConfigError,
+  type Message,
+  type ProviderKind,
+  type ProviderOptions,
+  result,
+  type SendResult,
+  truncate,
+} from './channel.ts';
+import { fitSms } from './sms-text.ts';
+
+/*
+ * SMS through Twilio's Messages API (or any service that speaks it): POST form-encoded `To`, `From` (or
+ * `MessagingServiceSid`) and `Body` to `/2010-04-01/Accounts/{AccountSid}/Messages.json` with Basic auth
+ * `AccountSid:AuthToken`. Accepted messages come back 201 with the message resource (`sid` `SM…`); errors as
+ * `{code, message, more_info, status}` (twilio.com/docs/api/errors).
+ */
+
+/** A Twilio (or Twilio-compatible) account. */
+export interface SmsConfig {
+  /** API origin; `https://api.twilio.com` unless a compatible service is used. */
+  base_url: string;
+  /** `AC` and 32 hex digits. */
+  account_sid: string;
+  auth_token: string;
+  /** The sender: an E.164 number, or a messaging service (`MG` and 32 hex digits). */
+  from: string;
+  /** At most this many segments per message (1 to 10); longer texts are shortened. */
+  max_segments: number;
+  /** Where Twilio reports delivery status, when set. */
+  status_callback: string | null;
+}
+
+const E164 = /^\+[1-9]\d{1,14}$/;
+const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
+const SERVICE_SID = /^MG[0-9a-fA-F]{32}$/;
+const KEYS = ['base_url', 'account_sid', 'auth_token', 'from', 'max_segments', 'status_callback'];
+const RESPONSE_LIMIT = 2048;
+// 429 from Twilio rarely carries Retry-After; a second keeps a busy account from being hammered.
+const MIN_THROTTLE_MS = 1000;
+/** Twilio errors that say the number itself cannot receive: 21211 invalid To, 21614 not mobile, 21610 STOP. */
+const GONE_CODES = new Set([21211, 21614, 21610]);
+
+function isHttpUrl(value: unknown): value is string {
+  return typeof value === 'string' && URL.canParse(value) && /^https?:$/.test(new URL(value).protocol);
+}
+
+function validateConfig(config: unknown): SmsConfig {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new ChannelConfigError('', 'twilio needs an object with account_sid, auth_token and from');
+  }
+  const c = config as Record<string, unknown>;
+  const unknown = Object.keys(c).find((key) => !KEYS.includes(key));
+  if (unknown !== undefined)
+    throw new ChannelConfigError(`/${unknown}`, `unknown field; twilio takes ${KEYS.join(', ')}`);
+  const baseUrl = c['base_url'] ?? 'https://api.twilio.com';
+  if (!isHttpUrl(baseUrl))
+    throw new ChannelConfigError('/base_url', 'must be an http(s) URL such as https://api.twilio.com');
+  const sid = c['account_sid'];
+  if (typeof sid !== 'string' || !ACCOUNT_SID.test(sid)) {
+    throw new ChannelConfigError('/account_sid', 'must be the Account SID: AC followed by 32 hex digits');
+  }
+  const token = c['auth_token'];
+  if (typeof token !== 'string' || token.trim() === '') {
+    throw new ChannelConfigError('/auth_token', 'must be the account auth token (a non-empty string)');
+  }
+  const from = c['from'];
+  if (typeof from !== 'string' || !(E164.test(from) || SERVICE_SID.test(from))) {
+    throw new ChannelConfigError(
+      '/from',
+      'must be an E.164 number (+14155550100) or a Messaging Service SID (MG followed by 32 hex digits)',
+    );
+  }
+  const maxSegments = c['max_segments'] ?? 3;
+  if (
+    typeof maxSegments !== 'number' ||
+    !Number.isInteger(maxSegments) ||
+    maxSegments < 1 ||
+    maxSegments > 10
+  ) {
+    throw new ChannelConfigError('/max_segments', 'must be a whole number from 1 to 10');
+  }
+  const callback = c['status_callback'] ?? null;
+  if (callback !== null && !isHttpUrl(callback)) {
+    throw new ChannelConfigError('/status_callback', 'must be an http(s) URL, or left out');
+  }
+  return {
+    base_url: baseUrl.replace(/\/+$/, ''),
+    account_sid: sid,
+    auth_token: token,
+    from,
+    max_segments: maxSegments,
+    status_callback: callback,
+  };
+}
+
+async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size >= RESPONSE_LIMIT) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
+}
+
+function parse(text: string): Record<string, unknown> {
+  try {
+    const body: unknown = JSON.parse(text);
+    if (typeof body === 'object' && body !== null) return body as Record<string, unknown>;
+  } catch {}
+  return {};
+}
+
+function classify(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  text: string,
+  latencyMs: number,
+  now: number,
+): SendResult {
+  const base = { statusCode: status, latencyMs, response: truncate(text) };
+  const body = parse(text);
+  if (status >= 200 && status < 300) {
+    const sid = typeof body['sid'] === 'string' ? body['sid'] : null;
+    return result({ ...base, outcome: 'succeeded', providerMessageId: sid });
+  }
+  const code = typeof body['code'] === 'number' ? body['code'] : null;
+  const detail = typeof body['message'] === 'string' ? body['message'] : `HTTP ${status}`;
+  const error = (code === null ? detail : `${code}: ${detail}`).slice(0, 500);
+  if (status === 429) {
+    const retryAfterMs = Math.max(retryAfter(headers['retry-after'], now) ?? 0, MIN_THROTTLE_MS);
+    return result({ ...base, outcome: 'retry', retryAfterMs, error });
+  }
+  if (status === 400 && code !== null && GONE_CODES.has(code)) {
+    return result({ ...base, outcome: 'failed', addressGone: true, error });
+  }
+  if (status === 400 || status === 413 || status === 422)
+    return result({ ...base, outcome: 'failed', error });
+  // Authentication (20003), an unknown account (404), a redirect or a 5xx: the provider, not the message.
+  return result({ ...base, outcome: 'retry', providerFault: true, error });
+}
+
+function networkFailure(error: unknown, timeoutMs: number, latencyMs: number): SendResult {
+  for (let e: unknown = error; e instanceof Error; e = e.cause) {
+    // A refused base_url is the provider's misconfiguration: the next provider may still reach its API.
+    if (e instanceof UnsafeAddressError) {
+      return result({ outcome: 'retry', latencyMs, providerFault: true, error: `refused: ${e.message}` });
+    }
+  }
+  const e = error as Error;
+  const timedOut =
+    error instanceof errors.HeadersTimeoutError ||
+    error instanceof errors.BodyTimeoutError ||
+    error instanceof errors.ConnectTimeoutError ||
+    e.name === 'TimeoutError' ||
+    e.name === 'AbortError';
+  const detail = timedOut
+    ? `timeout: no answer within ${timeoutMs / 1000} s`
+    : `network: ${(e.cause instanceof Error ? e.cause.message : '') || e.message || String(error)}`;
+  return result({ outcome: 'retry', latencyMs, providerFault: true, error: detail.slice(0, 500) });
+}
+
+async function send(
+  config: SmsConfig,
+  options: ProviderOptions,
+  message: Message,
+  to: string,
+): Promise<SendResult> {
+  if (!E164.test(to)) {
+    return result({
+      outcome: 'failed',
+      latencyMs: 0,
+      addressGone: true,
+      error: 'bad address: not an E.164 number',
+    });
+  }
+  const form = new URLSearchParams({ To: to });
+  form.set(config.from.startsWith('MG') ? 'MessagingServiceSid' : 'From', config.from);
+  form.set(
+    'Body',
+    fitSms({ title: message.title, text: message.text, url: message.url }, config.max_segments),
+  );
+  if (config.status_callback !== null) form.set('StatusCallback', config.status_callback);
+  const url = `${config.base_url}/2010-04-01/Accounts/${config.account_sid}/Messages.json`;
+  const credentials = Buffer.from(`${config.account_sid}:${config.auth_token}`).toString('base64');
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  try {
+    const response = await request(url, {
+      method: 'POST',
+      dispatcher: options.dispatcher,
+      headers: {
+        authorization: `Basic ${credentials}`,
+        'content-type': 'application/x-www-form-urlencoded',
+        accept: 'application/json',
+        'user-agent': 'Herald/1.0',
+      },
+      body: form.toString(),
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      signal: AbortSignal.timeout(options.timeoutMs),
+    });
+    const text = await readStart(response.body);
+    return classify(response.statusCode, response.headers, text, elapsed(), options.now());
+  } catch (error) {
+    return networkFailure(error, options.timeoutMs, elapsed());
+  }
+}
+
+/** SMS through Twilio's Messages API (`twilio`, channel `sms`); the address is an E.164 phone number. */
+export const twilioProvider: ProviderKind<SmsConfig, string> = {
+  kind: 'twilio',
+  channel: 'sms',
+  validate: validateConfig,
+  redact: (config) => ({ ...config, auth_token: '********' }),
+  create: (config, options) => ({
+    send: (message, address) => send(config, options, message, address),
+    async close() {},
+  }),
+};

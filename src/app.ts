@@ -4,6 +4,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
 import { auditRoutes } from './audit/audit.routes.ts';
 import { createCredential, hasLiveAdminCredential } from './auth/credentials.repo.ts';
+import { devicesRoutes } from './channels/devices.routes.ts';
+import { providersRoutes } from './channels/providers.routes.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Context } from './context.ts';
@@ -12,6 +14,7 @@ import { releaseStaleLeases } from './db/leases.ts';
 import { migrateToLatest } from './db/migrate.ts';
 import { Dispatcher } from './delivery/dispatcher.ts';
 import { endpointsRoutes } from './delivery/endpoints.routes.ts';
+import { replayRoutes } from './delivery/replay.routes.ts';
 import type { App, Deps } from './deps.ts';
 import { groupsRoutes } from './directory/groups.routes.ts';
 import { usersRoutes } from './directory/users.routes.ts';
@@ -27,6 +30,8 @@ import { inboxRoutes } from './notifications/inbox.routes.ts';
 import { redactAccessToken } from './notifications/stream.ts';
 import { tokensRoutes } from './notifications/tokens.routes.ts';
 import { opsRoutes } from './ops/ops.routes.ts';
+import { preferencesRoutes } from './preferences/preferences.routes.ts';
+import { unsubscribeRoutes } from './preferences/unsubscribe.routes.ts';
 import { Router } from './routing/router.ts';
 import { rulesRoutes } from './routing/rules.routes.ts';
 import { sourcesRoutes } from './sources/sources.routes.ts';
@@ -137,7 +142,12 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         inboxRoutes,
         tokensRoutes,
         endpointsRoutes,
+        replayRoutes,
+        providersRoutes,
+        devicesRoutes,
         auditRoutes,
+        preferencesRoutes,
+        unsubscribeRoutes,
       ]) {
         // Each module in its own scope: content-type parsers and hooks stay where they are declared.
         await v1.register(async (scope) => routes(scope as App, deps));

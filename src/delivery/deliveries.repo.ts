@@ -290,3 +290,70 @@ export async function listDeliveriesForEvent(db: Db, eventId: string) {
     .execute();
   return rows.map(presentEventDelivery);
 }
+
+/** Which deliveries an operator lists or replays. */
+export interface DeliverySearch {
+  status?: DeliveryStatus | undefined;
+  channel?: string | undefined;
+  endpointId?: string | undefined;
+  userId?: string | undefined;
+  /** Finished (or, for pending ones, last changed) at or after this. */
+  since?: number | undefined;
+  until?: number | undefined;
+}
+
+function searchDeliveries(db: Db, search: DeliverySearch) {
+  let query = db.selectFrom('deliveries');
+  if (search.status !== undefined) query = query.where('status', '=', search.status);
+  if (search.channel !== undefined) query = query.where('channel', '=', search.channel);
+  if (search.endpointId !== undefined) query = query.where('endpoint_id', '=', search.endpointId);
+  if (search.userId !== undefined) query = query.where('user_id', '=', search.userId);
+  if (search.since !== undefined) query = query.where('updated_at', '>=', search.since);
+  if (search.until !== undefined) query = query.where('updated_at', '<', search.until);
+  return query;
+}
+
+/** Deliveries matching `search`, newest first. */
+export async function listDeliveries(
+  db: Db,
+  search: DeliverySearch & { before?: string | undefined; limit: number },
+): Promise<DeliveryRow[]> {
+  let query = searchDeliveries(db, search).selectAll();
+  if (search.before !== undefined) query = query.where('id', '<', search.before);
+  return query.orderBy('id', 'desc').limit(search.limit).execute();
+}
+
+export async function findAnyDelivery(db: Db, id: string): Promise<DeliveryRow | undefined> {
+  return db.selectFrom('deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * Reopens up to `limit` finished deliveries matching `search`, oldest first, for one more attempt each (recorded
+ * as manual). Deliveries to disabled endpoints stay as they are: enable the endpoint first. Returns their ids.
+ */
+export async function replayDeliveries(
+  db: Db,
+  search: DeliverySearch,
+  limit: number,
+  now: number,
+): Promise<string[]> {
+  const chosen = searchDeliveries(db, search)
+    .select('id')
+    .where('status', '!=', PENDING)
+    .where((eb) =>
+      eb.or([
+        eb('endpoint_id', 'is', null),
+        eb('endpoint_id', 'in', eb.selectFrom('endpoints').select('id').where('status', '=', 'enabled')),
+      ]),
+    )
+    .orderBy('id')
+    .limit(limit);
+  const rows = await db
+    .updateTable('deliveries')
+    .set({ status: 'pending', next_attempt_at: now, locked_until: 0, updated_at: now })
+    .where('id', 'in', chosen)
+    .where('status', '!=', 'pending')
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}

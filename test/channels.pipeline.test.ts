@@ -217,6 +217,17 @@ for (const engine of ENGINES) {
       ],
     );
     assert.match(deliveries[0]!.last_error ?? '', /no push device/);
+
+    const token = await userToken(s.h, user.id);
+    const [item] = (await s.h.api('GET', '/v1/me/notifications', undefined, token)).body.items;
+    const one = await s.h.api('GET', `/v1/me/notifications/${item.id}`, undefined, token);
+    assert.deepEqual(
+      one.body.deliveries.map((d: { channel: string; status: string }) => [d.channel, d.status]),
+      [
+        ['push', 'failed'],
+        ['email', 'sent'],
+      ],
+    );
   });
 
   test(`[${engine}] FCM and APNs devices get the notification through their providers`, async (t) => {

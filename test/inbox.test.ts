@@ -99,6 +99,7 @@ for (const engine of ENGINES) {
         updated_at: undefined,
         read_at: null,
         archived_at: null,
+        deliveries: [],
       },
     );
     assert.ok(Array.isArray(res.body.channels));

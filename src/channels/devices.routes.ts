@@ -89,7 +89,17 @@ export async function devicesRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: Type.Object({ public_key: Type.String({ description: 'URL-safe base64' }) }) },
       },
     },
-    async () => ({ public_key: (await loadKeys(db)).vapid.public_key }),
+    async () => {
+      const own = await db
+        .selectFrom('providers')
+        .select('config')
+        .where('kind', '=', 'webpush')
+        .where('enabled', '=', 1)
+        .orderBy('priority')
+        .executeTakeFirst();
+      const configured = own === undefined ? undefined : (JSON.parse(own.config) as { public_key: string });
+      return { public_key: configured?.public_key ?? (await loadKeys(db)).vapid.public_key };
+    },
   );
 
   app.post(

@@ -17,9 +17,16 @@ const REDACTED = '********';
 const ProviderId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
 const Params = Type.Object({ id: ProviderId });
 const Kind = Type.Union(
-  [Type.Literal('smtp'), Type.Literal('twilio'), Type.Literal('fcm'), Type.Literal('apns')],
+  [
+    Type.Literal('smtp'),
+    Type.Literal('twilio'),
+    Type.Literal('webpush'),
+    Type.Literal('fcm'),
+    Type.Literal('apns'),
+  ],
   {
-    description: '`smtp` (email), `twilio` (SMS, any Twilio-compatible API), `fcm` and `apns` (mobile push)',
+    description:
+      '`smtp` (email), `twilio` (SMS, any Twilio-compatible API), `webpush` (your own VAPID keys instead of the generated ones), `fcm` and `apns` (mobile push)',
   },
 );
 

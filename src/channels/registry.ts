@@ -35,9 +35,13 @@ export const CHANNEL_CONCURRENCY: Readonly<Record<UserChannel, number>> = { emai
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds kinds of every config and address type
 type AnyKind = ProviderKind<any, any>;
 
-/** Provider kinds an operator can configure, by `kind`. Web push is built in (Herald holds the VAPID keys). */
+/**
+ * Provider kinds an operator can configure, by `kind`. Web push works without one (Herald generates and keeps
+ * a VAPID key pair); a `webpush` provider replaces those keys with the operator's own.
+ */
 export const PROVIDER_KINDS: ReadonlyMap<string, AnyKind> = new Map<string, AnyKind>([
   [smtpProvider.kind, smtpProvider],
+  [webPushProvider.kind, webPushProvider],
   [twilioProvider.kind, twilioProvider],
   [fcmProvider.kind, fcmProvider],
   [apnsProvider.kind, apnsProvider],

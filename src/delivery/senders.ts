@@ -148,17 +148,21 @@ export class Senders {
     const outcomes = await Promise.all(
       devices.map(async (device) => {
         const at = this.#ctx.clock.now();
+        const own = rows.filter((row) => row.kind === device.kind);
         if (device.kind === 'webpush') {
           const address = { endpoint: device.address, keys: JSON.parse(device.keys ?? '{}') as unknown };
+          if (own.length > 0) {
+            return {
+              device,
+              tries: (await this.#failover(own, (provider) => provider.send(message, address))).tries,
+            };
+          }
           return {
             device,
             tries: [{ providerId: null, at, result: await this.#webPush.send(message, address) }],
           };
         }
-        const sent = await this.#failover(
-          rows.filter((row) => row.kind === device.kind),
-          (provider) => provider.send(message, device.address),
-        );
+        const sent = await this.#failover(own, (provider) => provider.send(message, device.address));
         return { device, tries: sent.tries };
       }),
     );

@@ -4,8 +4,19 @@ import { notFound } from '../errors.ts';
 import type { Principal } from '../http/auth.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { security } from '../http/schemas.ts';
-import { Notification, presentNotification, State } from './notifications.present.ts';
-import { countUnread, findNotification, listNotifications } from './notifications.repo.ts';
+import {
+  Notification,
+  NotificationWithDeliveries,
+  presentChannelStatus,
+  presentNotification,
+  State,
+} from './notifications.present.ts';
+import {
+  countUnread,
+  deliveriesOfNotification,
+  findNotification,
+  listNotifications,
+} from './notifications.repo.ts';
 import { changeState, markAllRead } from './notifications.service.ts';
 import { credentialsOf, startingPosition, streamAuth } from './stream.ts';
 
@@ -80,15 +91,16 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags,
         security,
-        summary: 'Get one of my notifications',
+        summary: 'Get one of my notifications, with how it went on each channel',
         params: IdParams,
-        response: { 200: Notification },
+        response: { 200: NotificationWithDeliveries },
       },
     },
     async (request) => {
       const row = await findNotification(deps.store.db, me(request.principal), request.params.id);
       if (row === undefined) throw notFound('Notification', request.params.id);
-      return presentNotification(row);
+      const deliveries = await deliveriesOfNotification(deps.store.db, row.user_id, row.id);
+      return { ...presentNotification(row), deliveries: deliveries.map(presentChannelStatus) };
     },
   );
 

@@ -1,6 +1,6 @@
 import { type Static, Type } from 'typebox';
 import { iso } from '../clock.ts';
-import type { NotificationRow } from '../db/tables.ts';
+import type { DeliveryRow, NotificationRow } from '../db/tables.ts';
 
 /** The states a user can put a notification in. */
 export const State = Type.Union([Type.Literal('unread'), Type.Literal('read'), Type.Literal('archived')]);
@@ -45,5 +45,41 @@ export function presentNotification(row: NotificationRow): Notification {
     updated_at: iso(row.updated_at),
     read_at: iso(row.read_at),
     archived_at: iso(row.archived_at),
+  };
+}
+
+/** How a notification fared on one channel: `queued`, `sent` (accepted by the provider), `failed` or `skipped`. */
+export const ChannelStatus = Type.Object({
+  channel: Type.String(),
+  status: Type.Union([
+    Type.Literal('queued'),
+    Type.Literal('sent'),
+    Type.Literal('failed'),
+    Type.Literal('skipped'),
+  ]),
+  attempts: Type.Integer(),
+  last_error: NullableText,
+  updated_at: Time,
+});
+
+export const NotificationWithDeliveries = Type.Object({
+  ...Notification.properties,
+  deliveries: Type.Array(ChannelStatus),
+});
+
+const CHANNEL_STATUS = {
+  pending: 'queued',
+  succeeded: 'sent',
+  dead: 'failed',
+  cancelled: 'skipped',
+} as const;
+
+export function presentChannelStatus(row: DeliveryRow): Static<typeof ChannelStatus> {
+  return {
+    channel: row.channel,
+    status: CHANNEL_STATUS[row.status],
+    attempts: row.attempt_count,
+    last_error: row.last_error,
+    updated_at: iso(row.updated_at),
   };
 }

@@ -1,6 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Db } from '../db/engine.ts';
-import type { Database, NotificationRow, NotificationState } from '../db/tables.ts';
+import type { Database, DeliveryRow, NotificationRow, NotificationState } from '../db/tables.ts';
 
 /*
  * Every query here is scoped to one user: the user id is part of each `where`, so a caller can never read or
@@ -156,4 +156,19 @@ export async function latestSeq(db: Db, userId: string): Promise<number> {
     .where('user_id', '=', userId)
     .executeTakeFirst();
   return row?.seq == null ? 0 : Number(row.seq);
+}
+
+/** The channel deliveries (email, push, sms) of one of the user's notifications, in creation order. */
+export async function deliveriesOfNotification(
+  db: Db,
+  userId: string,
+  notificationId: string,
+): Promise<DeliveryRow[]> {
+  return db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('user_id', '=', userId)
+    .where('notification_id', '=', notificationId)
+    .orderBy('id')
+    .execute();
 }

@@ -35,6 +35,7 @@ import { unsubscribeRoutes } from './preferences/unsubscribe.routes.ts';
 import { Router } from './routing/router.ts';
 import { rulesRoutes } from './routing/rules.routes.ts';
 import { sourcesRoutes } from './sources/sources.routes.ts';
+import { templatesRoutes } from './templates/templates.routes.ts';
 
 export interface HeraldOptions {
   config: Config;
@@ -146,6 +147,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         providersRoutes,
         devicesRoutes,
         auditRoutes,
+        templatesRoutes,
         preferencesRoutes,
         unsubscribeRoutes,
       ]) {

@@ -8,16 +8,19 @@ export interface Preference {
   enabled: boolean;
 }
 
+/** A user's preferences, by category then channel (sorted here: the engines' collations disagree on `*`). */
 export async function listPreferences(db: Db, userId: string): Promise<Preference[]> {
   const rows = await db
     .selectFrom('preferences')
     .select(['category', 'channel', 'enabled'])
     .where('user_id', '=', userId)
-    .orderBy('category')
-    .orderBy('channel')
     .execute();
-  return rows.map((r) => ({ category: r.category, channel: r.channel, enabled: r.enabled === 1 }));
+  return rows
+    .map((r) => ({ category: r.category, channel: r.channel, enabled: r.enabled === 1 }))
+    .sort((a, b) => compare(a.category, b.category) || compare(a.channel, b.channel));
 }
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Replaces a user's preferences with `list`. */
 export async function replacePreferences(

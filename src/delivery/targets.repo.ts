@@ -32,7 +32,10 @@ export async function loadUserTargets(db: Db, claimed: readonly DeliveryRow[]) {
           .orderBy('priority')
           .orderBy('id')
           .execute(),
-    db.selectFrom('templates').selectAll().orderBy('id').execute(),
+    // Plain webhooks are never rendered: only read templates when something in the batch is.
+    claimed.some((d) => d.channel !== 'webhook')
+      ? db.selectFrom('templates').selectAll().orderBy('id').execute()
+      : [],
   ]);
   const devicesOf = new Map<string, DeviceRow[]>();
   for (const device of devices) {

@@ -72,7 +72,7 @@ const Provider = Type.Object({
   updated_at: Type.String({ format: 'date-time' }),
 });
 
-function present(row: ProviderRow) {
+function present(row: ProviderRow, now: number) {
   const kind = PROVIDER_KINDS.get(row.kind);
   const config = JSON.parse(row.config) as unknown;
   return {
@@ -83,7 +83,7 @@ function present(row: ProviderRow) {
     config: kind === undefined ? {} : kind.redact(config),
     priority: row.priority,
     enabled: row.enabled === 1,
-    circuit: presentCircuit(row, Date.now()),
+    circuit: presentCircuit(row, now),
     last_error: row.last_error,
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
@@ -157,7 +157,7 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
         return { row, created: existing === undefined };
       });
       reply.code(result.created ? 201 : 200);
-      return present(result.row);
+      return present(result.row, deps.clock.now());
     },
   );
 
@@ -183,7 +183,7 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
         after: decodeCursor(request.query.cursor),
         limit: limit + 1,
       });
-      return toPage(rows, limit, (r) => r.id, present);
+      return toPage(rows, limit, (r) => r.id, (r) => present(r, deps.clock.now()));
     },
   );
 
@@ -202,7 +202,7 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => {
       const row = await findProvider(db, request.params.id);
       if (row === undefined) throw notFound('Provider', request.params.id);
-      return present(row);
+      return present(row, deps.clock.now());
     },
   );
 

@@ -32,6 +32,9 @@ export function nextCircuit(
       transition: wasPaused ? 'recovered' : null,
     };
   }
+  // A failure while the pause runs is a request that was already under way when the circuit opened, not a
+  // failed probe: counting it would double the pause once per request in flight.
+  if (state.paused_until !== null && state.paused_until > now) return { state, transition: null };
   const failures = state.failures + 1;
   const failingSince = state.failing_since ?? now;
   if (now - failingSince >= settings.disableAfterMs && failures >= settings.threshold) {

@@ -95,7 +95,8 @@ export async function updateCircuits(
   }
   const alerts: IntegrationAlert[] = [];
   const audit: AuditEntry[] = [];
-  const disableEndpoints = new Map<string, string>();
+  /** Endpoints the breaker disables, with what the audit entry of their disabling records. */
+  const disableEndpoints = new Map<string, Record<string, unknown>>();
   for (const f of folds.values()) {
     const table = f.kind === 'endpoint' ? 'endpoints' : 'providers';
     const disabled = f.transitions.includes('disabled');
@@ -109,22 +110,26 @@ export async function updateCircuits(
       })
       .where('id', '=', f.id)
       .execute();
-    if (disabled && f.kind === 'endpoint') disableEndpoints.set(f.id, 'failing');
     for (const transition of new Set(f.transitions)) {
       alerts.push(alertFor(f, transition!, now));
-      audit.push({
-        at: now,
-        actor: 'system',
-        action: `${f.kind}.${transition}`,
-        subject_type: f.kind,
-        subject_id: f.id,
-        data: {
-          failures: f.state.failures,
-          failing_since: iso(f.state.failing_since),
-          paused_until: iso(f.state.paused_until),
-          last_error: f.lastError,
-        },
-      });
+      const data = {
+        failures: f.state.failures,
+        failing_since: iso(f.state.failing_since),
+        paused_until: iso(f.state.paused_until),
+        last_error: f.lastError,
+      };
+      // The outcome writer disables the endpoint and records it once, with the deliveries it cancelled.
+      if (transition === 'disabled' && f.kind === 'endpoint') disableEndpoints.set(f.id, data);
+      else {
+        audit.push({
+          at: now,
+          actor: 'system',
+          action: `${f.kind}.${transition}`,
+          subject_type: f.kind,
+          subject_id: f.id,
+          data,
+        });
+      }
     }
   }
   return { alerts, audit, disableEndpoints };

@@ -211,9 +211,9 @@ export class Dispatcher {
         this.#send(job, lane, id);
       }
     }
-    if (lane.inFlight === 0 && lane.queue.length === 0 && lane.timer === undefined && !this.#isFixed(id)) {
-      this.#lanes.delete(id);
-    }
+    // A rate-limited lane is kept until its next slot comes, or the next claim would start a fresh count.
+    const idle = lane.inFlight === 0 && lane.queue.length === 0 && lane.timer === undefined;
+    if (idle && !this.#isFixed(id) && lane.nextStartAt <= this.#ctx.clock.now()) this.#lanes.delete(id);
     if (late.length > 0) void this.#giveBack(late);
   }
 

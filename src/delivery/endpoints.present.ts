@@ -2,8 +2,11 @@ import { iso } from '../clock.ts';
 import type { CircuitColumns, DeliveryRow, EndpointRow } from '../db/tables.ts';
 import type { AttemptRow } from './deliveries.repo.ts';
 
-/** An endpoint as the admin API shows it (with its secret: only admins see endpoints). */
-export function presentEndpoint(row: EndpointRow) {
+/**
+ * An endpoint as the admin API shows it (with its secret: only admins see endpoints); `now` (Herald's clock)
+ * says whether its circuit is still paused.
+ */
+export function presentEndpoint(row: EndpointRow, now: number) {
   return {
     id: row.id,
     kind: row.kind,
@@ -19,7 +22,7 @@ export function presentEndpoint(row: EndpointRow) {
     payload: row.payload,
     rate_limit: row.rate_limit,
     ordered: row.ordered === 1,
-    circuit: presentCircuit(row, Date.now()),
+    circuit: presentCircuit(row, now),
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
   };

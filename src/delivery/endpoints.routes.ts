@@ -119,7 +119,7 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
         return { row, created: existing === undefined };
       });
       reply.code(result.created ? 201 : 200);
-      return presentEndpoint(result.row);
+      return presentEndpoint(result.row, now);
     },
   );
 
@@ -138,7 +138,13 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => {
       const limit = request.query.limit ?? 50;
       const rows = await listEndpoints(db, { after: decodeCursor(request.query.cursor), limit: limit + 1 });
-      return toPage(rows, limit, (r) => r.id, presentEndpoint);
+      const now = deps.clock.now();
+      return toPage(
+        rows,
+        limit,
+        (r) => r.id,
+        (r) => presentEndpoint(r, now),
+      );
     },
   );
 
@@ -154,7 +160,7 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: Endpoint },
       },
     },
-    async (request) => presentEndpoint(await mustFind(deps, request.params.id)),
+    async (request) => presentEndpoint(await mustFind(deps, request.params.id), deps.clock.now()),
   );
 
   app.delete(

@@ -114,7 +114,7 @@ export const Endpoint = Type.Object({
   secret: Type.String({ description: 'The signing secret (`whsec_...`)' }),
   status: Type.Union([Type.Literal('enabled'), Type.Literal('disabled')]),
   disabled_reason: Type.Union([
-    Type.String({ description: '`gone` (410), `receiver_requested`, `manual`' }),
+    Type.String({ description: '`gone` (410), `receiver_requested`, `failing` (circuit breaker), `manual`' }),
     Type.Null(),
   ]),
   filter: NullableString,

@@ -202,16 +202,20 @@ export class OutcomeWriter {
       );
       const circuits = await updateCircuits(trx, outcomes, breakerSettings(config), now);
       audit.push(...circuits.audit);
-      for (const [endpointId, reason] of [...disable, ...circuits.disableEndpoints]) {
-        if (!(await disableEndpoint(trx, endpointId, reason, now))) continue;
-        const cancelled = await cancelPendingForEndpoint(trx, endpointId, 'endpoint disabled', now);
+      const toDisable = [
+        ...[...disable].map(([id, reason]) => ({ id, reason, details: {} })),
+        ...[...circuits.disableEndpoints].map(([id, details]) => ({ id, reason: 'failing', details })),
+      ];
+      for (const { id, reason, details } of toDisable) {
+        if (!(await disableEndpoint(trx, id, reason, now))) continue;
+        const cancelled = await cancelPendingForEndpoint(trx, id, 'endpoint disabled', now);
         audit.push({
           at: now,
           actor: 'system',
           action: 'endpoint.disabled',
           subject_type: 'endpoint',
-          subject_id: endpointId,
-          data: { reason, deliveries_cancelled: cancelled },
+          subject_id: id,
+          data: { reason, ...details, deliveries_cancelled: cancelled },
         });
       }
       alerts = await raiseAlerts(trx, circuits.alerts, now);

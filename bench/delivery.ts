@@ -95,7 +95,8 @@ export async function startReceiver(slowMs: number): Promise<Receiver> {
   const pending = new Map<number, { resolve: (reply: Stats) => void; reject: (error: Error) => void }>();
   let nextId = 0;
   let port = 0;
-  const exited = once(child, 'exit');
+  // `once` rejects on 'error' (the child could not be started): stop() then has nothing to wait for.
+  const exited = once(child, 'exit').catch(() => undefined);
   child.on('message', (message: ReceiverReply) => {
     if (message.type === 'ready') port = message.port;
     else pending.get(message.id)?.resolve(message);

@@ -34,17 +34,27 @@ const SETTINGS = {
 const RESULTS_DIR = join(import.meta.dirname, 'results');
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
+/** `npm run bench -- ingest` or `-- delivery` runs one group of phases; no argument runs them all. */
+const GROUPS = ['ingest', 'delivery'] as const;
+
 async function main(): Promise<void> {
+  const chosen = process.argv.slice(2);
+  const unknown = chosen.filter((g) => !(GROUPS as readonly string[]).includes(g));
+  if (unknown.length > 0)
+    throw new Error(`unknown phase group ${unknown.join(', ')}; choose from ${GROUPS.join(', ')}`);
+  const runs = (group: (typeof GROUPS)[number]) => chosen.length === 0 || chosen.includes(group);
   const results = newResults();
   out(`Herald benchmark on ${results.machine.cpus} CPUs, Node ${results.machine.node}\n`);
-  const herald = await phase(results, 'herald start-up', startHerald);
-  try {
-    await runPhases(results, herald);
-  } finally {
-    if (herald) await phase(results, 'herald shut-down', () => herald.stop());
+  if (runs('ingest')) {
+    const herald = await phase(results, 'herald start-up', startHerald);
+    try {
+      await runPhases(results, herald);
+    } finally {
+      if (herald) await phase(results, 'herald shut-down', () => herald.stop());
+    }
   }
   // After the shut-down: the routing backlog the ingest phases leave would take the CPU from these.
-  await runDeliveryPhases(results);
+  if (runs('delivery')) await runDeliveryPhases(results);
   results.finished_at = new Date().toISOString();
   out(`\n${formatTable(results)}`);
   out(`\nresults: ${await writeResults(results, RESULTS_DIR)}`);

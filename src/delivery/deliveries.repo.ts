@@ -304,7 +304,8 @@ export interface DeliverySearch {
 
 function searchDeliveries(db: Db, search: DeliverySearch) {
   let query = db.selectFrom('deliveries');
-  if (search.status !== undefined) query = query.where('status', '=', search.status);
+  // A literal (the status is one of four known words): only then can SQLite use the partial index `deliveries_dead`.
+  if (search.status !== undefined) query = query.where('status', '=', sql.lit(search.status));
   if (search.channel !== undefined) query = query.where('channel', '=', search.channel);
   if (search.endpointId !== undefined) query = query.where('endpoint_id', '=', search.endpointId);
   if (search.userId !== undefined) query = query.where('user_id', '=', search.userId);

@@ -108,7 +108,14 @@ export async function up(db: Kysely<unknown>, _engine: Engine): Promise<void> {
     .columns(['notification_id', 'channel'])
     .unique()
     .execute();
-  await db.schema.createIndex('deliveries_status').on('deliveries').columns(['status', 'id']).execute();
+  // The dead letter list. Partial, so SQLite never prefers it over the primary key when an update names the
+  // pending status (an index on status would make it scan every pending delivery).
+  await db.schema
+    .createIndex('deliveries_dead')
+    .on('deliveries')
+    .column('id')
+    .where(sql.ref('status'), '=', 'dead')
+    .execute();
 
   await db.schema.alterTable('attempts').addColumn('provider_id', 'text').execute();
 }

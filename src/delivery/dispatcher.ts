@@ -38,9 +38,9 @@ interface LaneState {
  *
  * Deliveries run in lanes: one per outbound endpoint and one per user channel (email, push, sms). A lane has
  * its concurrency (`webhookEndpointConcurrency` for endpoints, 1 for ordered ones), an optional rate limit and
- * a circuit. A claim takes for a lane with a free slot up to twice its concurrency, less what this node holds
+ * a circuit. A claim takes for a lane with a free slot up to AHEAD (4) times its concurrency, less what this node holds
  * for it, so the next round is in hand when a slot frees; lanes with every slot busy, and paused lanes, are
- * left out. A slow endpoint therefore never holds more than twice its concurrency, and a claimed job that has
+ * left out. A slow endpoint therefore never holds more than AHEAD times its concurrency, and a claimed job that has
  * not started within a few seconds is given back rather than sent late (its lease covers one send only).
  */
 export class Dispatcher {
@@ -57,6 +57,7 @@ export class Dispatcher {
   /** Jobs not over yet. */
   readonly #jobs = new Set<Job>();
   #keys: Keys | undefined;
+  #rules: { at: number; rules: Map<string, LaneRules> } | undefined;
   #senders: Senders | undefined;
   #stopping = false;
   /** Claims run one at a time (the loop's and runOnce's), so room is never handed out twice. */
@@ -130,7 +131,7 @@ export class Dispatcher {
     const { store, clock } = this.#ctx;
     this.#keys ??= await loadKeys(store.db);
     const now = clock.now();
-    const rules = await loadLaneRules(store.db, this.#perEndpoint, now);
+    const rules = await this.#laneRules(now);
     const roomFor = new Map<string, number>();
     const exclude: string[] = [];
     const orderedHeads: string[] = [];
@@ -139,14 +140,14 @@ export class Dispatcher {
       const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
       lane.rules = rule;
       const held = lane.inFlight + lane.queue.length;
-      let room = lane.inFlight < rule.concurrency ? 2 * rule.concurrency - held : 0;
+      let room = lane.inFlight < rule.concurrency ? AHEAD * rule.concurrency - held : 0;
       if (rule.probing) room = held === 0 ? 1 : 0;
       if (rule.pausedUntil !== null) room = 0;
       if (rule.ordered) {
         if (room > 0 && held === 0) orderedHeads.push(id);
         exclude.push(id);
       } else if (room <= 0) exclude.push(id);
-      else if (room !== 2 * this.#perEndpoint) roomFor.set(id, room);
+      else if (room !== AHEAD * this.#perEndpoint) roomFor.set(id, room);
     }
     const lockedUntil = now + this.#timeoutMs + LEASE_MARGIN_MS;
     const claimed = [
@@ -154,7 +155,7 @@ export class Dispatcher {
       ...(await claimDueDeliveries(store, {
         now,
         limit,
-        perLane: 2 * this.#perEndpoint,
+        perLane: AHEAD * this.#perEndpoint,
         roomFor,
         excludeLanes: exclude,
         lockedUntil,
@@ -171,6 +172,17 @@ export class Dispatcher {
     }
     for (const lane of new Set(jobs.map((job) => job.delivery.lane))) this.#pump(lane);
     return { jobs, claimed: claimed.length };
+  }
+
+  /**
+   * Lane rules change rarely (an endpoint edited, a circuit opening), so they are read at most every
+   * LANE_RULES_MS; an outcome that changes a circuit on this node drops them at once.
+   */
+  async #laneRules(now: number): Promise<Map<string, LaneRules>> {
+    if (this.#rules === undefined || now - this.#rules.at >= LANE_RULES_MS || now < this.#rules.at) {
+      this.#rules = { at: now, rules: await loadLaneRules(this.#ctx.store.db, this.#perEndpoint, now) };
+    }
+    return this.#rules.rules;
   }
 
   #lane(id: string, rules?: LaneRules): LaneState {
@@ -258,6 +270,8 @@ export class Dispatcher {
       // node was full. Wake-ups coalesce, so a burst of finishing sends makes one claim.
       if (lane.inFlight < lane.rules.concurrency && !this.#stopping) this.wake();
       await this.#writer.add({ delivery: job.delivery, trigger: job.trigger, attemptedAt, sent });
+      // A failure may have opened a circuit, a probe's success closed one: read the lane rules afresh.
+      if (sent.result.outcome !== 'succeeded' || lane.rules.probing) this.#rules = undefined;
       if (sent.result.disableEndpoint !== null && endpointId !== null) this.#disabling.delete(endpointId);
       this.#jobs.delete(job);
       job.finish();
@@ -265,6 +279,10 @@ export class Dispatcher {
     });
   }
 }
+
+/** A claim takes up to this many times a lane's concurrency, so the next round is in hand when a slot frees. */
+const AHEAD = 4;
+const LANE_RULES_MS = 1_000;
 
 const PLAIN: LaneRules = {
   concurrency: 0,

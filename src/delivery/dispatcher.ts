@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { USER_CHANNELS } from '../channels/registry.ts';
 import type { Context } from '../context.ts';
 import { type Keys, loadKeys } from '../settings/keys.ts';
@@ -23,6 +24,8 @@ const COMMIT_SLACK_MS = 5_000;
 
 interface LaneState {
   inFlight: number;
+  /** When a send of this lane last finished (`performance.now()`): how we tell a busy lane from a stuck one. */
+  lastDoneAt: number;
   /** Claimed, waiting for a free slot (or a rate-limit token) of this lane. */
   queue: Job[];
   rules: LaneRules;
@@ -140,7 +143,7 @@ export class Dispatcher {
       const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
       lane.rules = rule;
       const held = lane.inFlight + lane.queue.length;
-      let room = lane.inFlight < rule.concurrency ? AHEAD * rule.concurrency - held : 0;
+      let room = this.#wantsMore(lane, rule) ? AHEAD * rule.concurrency - held : 0;
       if (rule.probing) room = held === 0 ? 1 : 0;
       if (rule.pausedUntil !== null) room = 0;
       if (rule.ordered) {
@@ -175,6 +178,16 @@ export class Dispatcher {
   }
 
   /**
+   * Whether to claim more for a lane: while less than one round is queued, unless every slot is taken by sends
+   * that have not finished for a while (a slow receiver gets no more than it can take, and leaves the node's
+   * capacity to the others).
+   */
+  #wantsMore(lane: LaneState, rule: LaneRules): boolean {
+    if (lane.queue.length >= rule.concurrency) return false;
+    return lane.inFlight < rule.concurrency || performance.now() - lane.lastDoneAt < STUCK_MS;
+  }
+
+  /**
    * Lane rules change rarely (an endpoint edited, a circuit opening), so they are read at most every
    * LANE_RULES_MS; an outcome that changes a circuit on this node drops them at once.
    */
@@ -190,6 +203,7 @@ export class Dispatcher {
     if (lane === undefined) {
       lane = {
         inFlight: 0,
+        lastDoneAt: Number.NEGATIVE_INFINITY,
         queue: [],
         rules: rules ?? { ...PLAIN, concurrency: this.#perEndpoint },
         nextStartAt: 0,
@@ -265,10 +279,11 @@ export class Dispatcher {
         void this.#giveBack(lane.queue.splice(0));
       }
       lane.inFlight--;
+      lane.lastDoneAt = performance.now();
       this.#pump(id);
-      // Claim again when it can take something: this lane has a free slot and nothing queued, or (below) the
-      // node was full. Wake-ups coalesce, so a burst of finishing sends makes one claim.
-      if (lane.inFlight < lane.rules.concurrency && !this.#stopping) this.wake();
+      // Claim again before the lane runs dry (less than one round queued), so its slots never wait for a claim;
+      // or (below) when the node was full. Wake-ups coalesce, so a burst of finishing sends makes one claim.
+      if (lane.queue.length < lane.rules.concurrency && !this.#stopping) this.wake();
       await this.#writer.add({ delivery: job.delivery, trigger: job.trigger, attemptedAt, sent });
       // A failure may have opened a circuit, a probe's success closed one: read the lane rules afresh.
       if (sent.result.outcome !== 'succeeded' || lane.rules.probing) this.#rules = undefined;
@@ -283,6 +298,8 @@ export class Dispatcher {
 /** A claim takes up to this many times a lane's concurrency, so the next round is in hand when a slot frees. */
 const AHEAD = 4;
 const LANE_RULES_MS = 1_000;
+/** A lane with every slot busy and no send finished for this long is treated as slow. */
+const STUCK_MS = 50;
 
 const PLAIN: LaneRules = {
   concurrency: 0,

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
@@ -8,6 +9,7 @@ import {
   SqliteDialect,
   type SqliteStatement,
   sql,
+  type Transaction,
 } from 'kysely';
 import type { EngineParts } from './engine.ts';
 import { LocalNotifier } from './notifier.ts';
@@ -19,9 +21,12 @@ import type { Database } from './tables.ts';
  * Durability is chosen per transaction. By default `synchronous=normal`: in WAL mode a commit survives the
  * process being killed, and only an OS crash or power cut can roll back the latest ones. That suits the
  * background bookkeeping (leases, routing, delivery outcomes), which is idempotent and redone if lost.
- * What Herald acknowledges to a publisher goes through {@link EngineParts.transactDurably}, which commits
- * with `synchronous=full` (an fsync of the WAL, covering every earlier commit too); group commit makes
- * that one fsync per batch of events.
+ * What Herald acknowledges to a publisher goes through {@link EngineParts.transactDurably}: after the commit,
+ * the WAL is flushed to disk (fdatasync, covering every earlier commit too) before the caller is answered, as
+ * `synchronous=full` would. The flush runs on libuv's thread pool rather than inside SQLite's commit, so the
+ * event loop keeps parsing requests meanwhile (and the next group commit gathers them); group commit makes
+ * it one flush per batch of events. Checkpoints stay under `synchronous=normal`, which syncs the WAL before
+ * and the database file after each one.
  */
 export function connectSqlite(path: string): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -35,6 +40,10 @@ export function connectSqlite(path: string): EngineParts {
     pragma temp_store = memory;
   `);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adapt(raw) }) });
+  // The WAL exists from the first write on and, while this connection is open, is never deleted (only reused
+  // from its start after a checkpoint), so one handle serves for the life of the store.
+  let walHandle: Promise<FileHandle | undefined> | undefined;
+  const walFile = () => (walHandle ??= open(`${path}-wal`, 'r').catch(() => undefined));
   return {
     engine: 'sqlite',
     db,
@@ -46,21 +55,34 @@ export function connectSqlite(path: string): EngineParts {
         update counters set value = value + ${count} where name = 'inbox_seq' returning value`.execute(trx);
       return row.rows[0]!.value - count + 1;
     },
-    transactDurably(fn) {
-      // One connection: the pragma and the transaction run back to back, nothing else in between.
-      return db.connection().execute(async (connection) => {
-        await sql`pragma synchronous = full`.execute(connection);
-        try {
-          return await connection.transaction().execute(fn);
-        } finally {
-          await sql`pragma synchronous = normal`.execute(connection);
-        }
-      });
+    async transactDurably(fn) {
+      const wal = path === ':memory:' ? undefined : await walFile();
+      if (wal === undefined) return fullySynchronous(db, fn);
+      const result = await db.transaction().execute(fn);
+      await wal.datasync();
+      return result;
     },
     async close() {
+      await (await walHandle)?.close();
       await db.destroy();
     },
   };
+}
+
+/** The fallback when the WAL cannot be opened: SQLite syncs inside the commit itself. */
+function fullySynchronous<T>(
+  db: Kysely<Database>,
+  fn: (trx: Transaction<Database>) => Promise<T>,
+): Promise<T> {
+  // One connection: the pragma and the transaction run back to back, nothing else in between.
+  return db.connection().execute(async (connection) => {
+    await sql`pragma synchronous = full`.execute(connection);
+    try {
+      return await connection.transaction().execute(fn);
+    } finally {
+      await sql`pragma synchronous = normal`.execute(connection);
+    }
+  });
 }
 
 /**

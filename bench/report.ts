@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AnnouncementFigures } from './announcement.ts';
 import type { DeliveryFigures, DeliveryResults } from './delivery.ts';
 import type { IngestFigures } from './ingest.ts';
 import type { Distribution, LatencyFigures } from './latency.ts';
@@ -29,6 +30,8 @@ export interface BenchResults {
   latency?: LatencyFigures;
   /** Webhook delivery throughput, on fresh Herald processes of its own. */
   delivery?: DeliveryResults;
+  /** An announcement to everyone in a large directory, on a fresh Herald. */
+  announcement?: AnnouncementFigures;
   /** Memory and CPU of Herald, and CPU of the benchmark process, per phase. */
   herald?: ResourceFigures;
   load_generator?: ResourceFigures;
@@ -44,6 +47,8 @@ export const TARGETS = {
   deliveriesPerS: 5_000,
   /** The fast endpoints' throughput beside a slow one, over their throughput alone. */
   slowEndpointRatio: 0.9,
+  /** Seconds from posting an announcement to everyone until every notification is in its inbox. */
+  announcementS: 10,
 };
 
 type Row = [figure: string, value: string, reference: string, verdict: string];
@@ -55,6 +60,7 @@ export function formatTable(results: BenchResults): string {
     ...ingestRows(results),
     ...latencyRows(results),
     ...deliveryRows(results),
+    ...announcementRows(results),
     ...memoryRows(results),
   ]);
   const notes = results.notes.map((note) => `note: ${note}`);
@@ -196,6 +202,25 @@ function timingRow(figures: DeliveryFigures): Row {
 /** The verdict, or FAIL with the count of deliveries that did not arrive in time. */
 function completion(figures: DeliveryFigures, pass: boolean): string {
   return figures.complete ? verdict(pass) : `FAIL (${count(figures.expected - figures.delivered)} missing)`;
+}
+
+function announcementRows({ announcement: a }: BenchResults): Row[] {
+  if (!a) return [];
+  const pass = a.publish_s < TARGETS.announcementS && a.notifications === a.users && a.inbox_ok;
+  return [
+    [
+      `announcement to ${count(a.users)} users`,
+      `${a.publish_s.toFixed(2)} s`,
+      `< ${TARGETS.announcementS} s`,
+      verdict(pass),
+    ],
+    [
+      '  notifications / progress steps seen',
+      `${count(a.notifications)} / ${a.progress_steps}`,
+      `${count(a.notifications_per_s)} notifications/s`,
+      a.inbox_ok ? 'in the sampled inbox' : 'FAIL (not in the sampled inbox)',
+    ],
+  ];
 }
 
 function memoryRows({ herald, baseline }: BenchResults): Row[] {

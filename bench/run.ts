@@ -1,5 +1,6 @@
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { measureAnnouncement } from './announcement.ts';
 import { type DeliveryResults, measureDelivery, measureReceiverCapacity, startReceiver } from './delivery.ts';
 import { batchIngest, singleIngest } from './ingest.ts';
 import { measureLatency } from './latency.ts';
@@ -29,13 +30,15 @@ const SETTINGS = {
   slow_endpoint_ms: 1_000,
   receiver_connections: 16,
   receiver_duration_s: 3,
+  announcement_users: 100_000,
+  announcement_timeout_s: 60,
 };
 
 const RESULTS_DIR = join(import.meta.dirname, 'results');
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
-/** `npm run bench -- ingest` or `-- delivery` runs one group of phases; no argument runs them all. */
-const GROUPS = ['ingest', 'delivery'] as const;
+/** `npm run bench -- ingest` (or `delivery`, `announcement`) runs one group of phases; no argument runs them all. */
+const GROUPS = ['ingest', 'delivery', 'announcement'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -55,6 +58,12 @@ async function main(): Promise<void> {
   }
   // After the shut-down: the routing backlog the ingest phases leave would take the CPU from these.
   if (runs('delivery')) await runDeliveryPhases(results);
+  if (runs('announcement')) {
+    const options = { users: SETTINGS.announcement_users, timeoutS: SETTINGS.announcement_timeout_s };
+    results.announcement = await phase(results, 'announcement to everyone', () =>
+      measureAnnouncement(options),
+    );
+  }
   results.finished_at = new Date().toISOString();
   out(`\n${formatTable(results)}`);
   out(`\nresults: ${await writeResults(results, RESULTS_DIR)}`);

@@ -2,6 +2,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
+import { announcementsRoutes } from './announcements/announcements.routes.ts';
+import { Publisher } from './announcements/publisher.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
 import { createCredential, hasLiveAdminCredential } from './auth/credentials.repo.ts';
 import { devicesRoutes } from './channels/devices.routes.ts';
@@ -25,6 +27,8 @@ import { openApiDocument } from './http/openapi.ts';
 import { frameworkErrors, installErrorHandling } from './http/problem.ts';
 import { validatorCompiler } from './http/validation.ts';
 import { createMetrics } from './metrics.ts';
+import { noiseRoutes, noiseTimerHandlers } from './noise/noise.ts';
+import { TimerWorker } from './noise/timers.ts';
 import { InboxHub } from './notifications/hub.ts';
 import { inboxRoutes } from './notifications/inbox.routes.ts';
 import { redactAccessToken } from './notifications/stream.ts';
@@ -35,6 +39,7 @@ import { unsubscribeRoutes } from './preferences/unsubscribe.routes.ts';
 import { Router } from './routing/router.ts';
 import { rulesRoutes } from './routing/rules.routes.ts';
 import { sourcesRoutes } from './sources/sources.routes.ts';
+import { subscriptionsRoutes } from './subscriptions/subscriptions.routes.ts';
 import { templatesRoutes } from './templates/templates.routes.ts';
 
 export interface HeraldOptions {
@@ -119,6 +124,8 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
   const hub = new InboxHub(ctx);
   const router = new Router(ctx);
   const dispatcher = new Dispatcher(ctx);
+  const publisher = new Publisher(ctx);
+  const timers = new TimerWorker(ctx, noiseTimerHandlers(store));
   const deps: Deps = {
     ...ctx,
     auth: new Authenticator(ctx),
@@ -126,6 +133,8 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
     router,
     dispatcher,
     hub,
+    announcements: publisher,
+    timers,
   };
 
   app.setValidatorCompiler(validatorCompiler);
@@ -149,7 +158,10 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         auditRoutes,
         templatesRoutes,
         preferencesRoutes,
+        subscriptionsRoutes,
         unsubscribeRoutes,
+        announcementsRoutes,
+        noiseRoutes,
       ]) {
         // Each module in its own scope: content-type parsers and hooks stay where they are declared.
         await v1.register(async (scope) => routes(scope as App, deps));
@@ -171,6 +183,8 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
       hub.start();
       router.start();
       dispatcher.start();
+      publisher.start();
+      timers.start();
     },
     close() {
       closing ??= (async () => {
@@ -179,6 +193,8 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         await deps.ingest.close();
         await router.stop();
         await dispatcher.stop();
+        await publisher.stop();
+        await timers.stop();
         if (options.store === undefined) await store.close();
       })();
       return closing;

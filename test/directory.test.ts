@@ -67,6 +67,7 @@ for (const engine of ENGINES) {
       locale: 'en-GB',
       timezone: 'Europe/Berlin',
       manager: 'bob',
+      roles: [],
       attributes: { location: 'berlin', level: 3, approver: true, roles: ['finance', 'ops'] },
       created_at: '2026-01-01T00:00:00.000Z',
       updated_at: '2026-01-01T00:00:00.000Z',

@@ -34,6 +34,7 @@ for (const engine of ENGINES) {
       name: null,
       position: 0,
       enabled: true,
+      continue: false,
       match: { types: ['case.*'] },
       recipients: { from_data: ['data.owner'] },
       channels: ['inapp'],
@@ -58,6 +59,7 @@ for (const engine of ENGINES) {
     assert.equal(replaced.status, 200, replaced.text);
     assert.deepEqual(replaced.body, {
       id: 'po-approvals',
+      continue: false,
       ...full,
       created_at: '2026-01-01T00:00:00.000Z',
       updated_at: '2026-01-01T00:00:01.000Z',

@@ -17,7 +17,13 @@ test('[sqlite] durable transactions commit with synchronous=full; everything els
 for (const engine of ENGINES) {
   test(`[${engine}] migrations apply once and a second run has nothing to do`, async (t) => {
     const store = await openTestStore(t, engine);
-    assert.deepEqual(await migrateToLatest(store.db, store.engine), ['001_initial', '002_channels']);
+    assert.deepEqual(await migrateToLatest(store.db, store.engine), [
+      '001_initial',
+      '002_channels',
+      '003_announcements',
+      '004_routing',
+      '005_noise',
+    ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });
 

@@ -183,7 +183,12 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
         after: decodeCursor(request.query.cursor),
         limit: limit + 1,
       });
-      return toPage(rows, limit, (r) => r.id, (r) => present(r, deps.clock.now()));
+      return toPage(
+        rows,
+        limit,
+        (r) => r.id,
+        (r) => present(r, deps.clock.now()),
+      );
     },
   );
 

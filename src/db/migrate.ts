@@ -3,6 +3,9 @@ import { type Migration, type MigrationProvider, Migrator } from 'kysely/migrati
 import type { Engine } from './engine.ts';
 import * as m001 from './migrations/001_initial.ts';
 import * as m002 from './migrations/002_channels.ts';
+import * as m003 from './migrations/003_announcements.ts';
+import * as m004 from './migrations/004_routing.ts';
+import * as m005 from './migrations/005_noise.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -13,6 +16,9 @@ interface EngineMigration {
 const MIGRATIONS: Record<string, EngineMigration> = {
   '001_initial': m001,
   '002_channels': m002,
+  '003_announcements': m003,
+  '004_routing': m004,
+  '005_noise': m005,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -39,6 +39,8 @@ export interface UsersTable {
   timezone: string | null;
   manager: string | null;
   attributes: string;
+  /** JSON array of role names; also one row each in `user_roles`. */
+  roles: string;
   created_at: number;
   updated_at: number;
 }
@@ -53,6 +55,38 @@ export interface GroupsTable {
 export interface GroupMembersTable {
   group_id: string;
   user_id: string;
+}
+
+/** A group nested in another: the members of `child_id` are members of `group_id` too. */
+export interface GroupGroupsTable {
+  group_id: string;
+  child_id: string;
+}
+
+/** One role of a user (the index behind directory segments). */
+export interface UserRolesTable {
+  user_id: string;
+  role: string;
+}
+
+/** One attribute value of a user, as text; a list attribute has a row per item (the index behind segments). */
+export interface UserAttributesTable {
+  user_id: string;
+  name: string;
+  value: string;
+}
+
+/** A user following event types, a source or a subject (all given conditions hold). */
+export interface SubscriptionsTable {
+  id: string;
+  user_id: string;
+  /** Event type patterns (JSON array), or null for any type. */
+  types: string | null;
+  source_id: string | null;
+  subject: string | null;
+  /** Channels besides the inbox (JSON array). */
+  channels: string;
+  created_at: number;
 }
 
 export type EventStatus = 'pending' | 'routed';
@@ -108,6 +142,14 @@ export interface NotificationsTable {
   updated_at: number;
   read_at: number | null;
   archived_at: number | null;
+  /** The event's `dedup_key`: a later event with the same key (and source) updates this notification. */
+  dedup_key: string | null;
+  /** How many events this notification stands for (deduplicated repeats). */
+  occurrences: Generated<number>;
+  /** The latest event folded into it by deduplication. */
+  last_event_id: string | null;
+  /** JSON: the latest event data (deduplicated), or the members of a group, digest or throttle summary. */
+  data: string | null;
 }
 
 export type EndpointKind = 'webhook' | 'slack' | 'teams';
@@ -254,6 +296,12 @@ export interface RulesTable {
   match: string;
   recipients: string;
   channels: string;
+  /** 1: a match does not stop the rules after this one. */
+  continue_matching: number;
+  /** JSON object: severity → channel specs, replacing `channels` for events of that severity. */
+  channels_by_severity: string | null;
+  /** Noise options (JSON: group, throttle, digest); see src/noise/options.ts. */
+  noise: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -273,12 +321,159 @@ export interface CountersTable {
   value: number;
 }
 
+export type AnnouncementStatus = 'scheduled' | 'publishing' | 'published' | 'expired' | 'cancelled';
+
+/** A message to a segment of the directory, materialised as one notification per member. */
+export interface AnnouncementsTable {
+  id: string;
+  /** The `herald.announcement` event its notifications belong to. */
+  event_id: string;
+  status: AnnouncementStatus;
+  /** The segment (JSON), as accepted by the API. */
+  audience: string;
+  title: string;
+  body: string;
+  url: string | null;
+  severity: 'info' | 'warning' | 'error' | 'critical';
+  publish_at: number;
+  expires_at: number | null;
+  /** Audience size: estimated when created, counted again when publishing starts. */
+  total: number;
+  /** Notifications created so far. */
+  delivered: number;
+  /** Notifications taken out of inboxes after the announcement was cancelled or expired. */
+  removed: number;
+  /** The last user id the fan-out (or, once cancelled or expired, the withdrawal) has handled. */
+  cursor: string | null;
+  /** When the publisher next has work on it; null once nothing is left to do. */
+  due_at: number | null;
+  locked_until: number;
+  created_at: number;
+  updated_at: number;
+  published_at: number | null;
+  /** When it was cancelled or expired. */
+  ended_at: number | null;
+}
+
+/** A durable one-shot timer: fired exactly once, at or after `due_at`, by the node holding its lease. */
+export interface TimersTable {
+  id: string;
+  /** Which handler fires it, e.g. `noise.flush`. */
+  kind: string;
+  due_at: number;
+  /** JSON handed to the handler. */
+  payload: string;
+  locked_until: Generated<number>;
+  /** Failed firings so far (each pushes `due_at` back). */
+  attempts: Generated<number>;
+  last_error: string | null;
+  created_at: number;
+}
+
+/** A maintenance window: matching events notify nobody between `starts_at` and `ends_at`. */
+export interface SilencesTable {
+  id: string;
+  /** JSON `{types?, sources?, severities?, subject?}`. */
+  matchers: string;
+  starts_at: number;
+  ends_at: number;
+  comment: string;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
+/** While a parent event is open, child events with the same values at `equal` notify nobody. */
+export interface InhibitionsTable {
+  id: string;
+  name: string | null;
+  /** JSON matcher `{types, sources?}` for parent events. */
+  parent: string;
+  /** JSON matcher `{types, sources?, severities?}` for child events. */
+  children: string;
+  /** JSON array of paths (`data.system`) whose values parent and child share. */
+  equal: string;
+  /** How long a parent stays open without a resolve, in ms. */
+  expires_in: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A parent event of an inhibition, open until `expires_at` or until resolved. */
+export interface InhibitionParentsTable {
+  inhibition_id: string;
+  event_id: string;
+  event_type: string;
+  /** The values at the inhibition's `equal` paths (JSON array). */
+  key: string;
+  opened_at: number;
+  expires_at: number;
+  resolved_at: number | null;
+  resolved_by: string | null;
+}
+
+/** An event held back entirely: by a silence (`by_id` the silence) or an inhibition (the parent event). */
+export interface NoiseSuppressedTable {
+  event_id: string;
+  kind: 'silence' | 'inhibition';
+  by_id: string;
+  /** How many recipients it would have reached. */
+  recipients: number;
+  at: number;
+}
+
+export type NoiseBucketKind = 'group' | 'throttle' | 'digest';
+
+/** A group, throttle window or digest collecting held notifications until its timer flushes them. */
+export interface NoiseBucketsTable {
+  id: string;
+  kind: NoiseBucketKind;
+  /** Set while open (one open bucket per group key, rule and user, or user and cadence); null once closed. */
+  open_key: string | null;
+  rule_id: string | null;
+  user_id: string | null;
+  /** What the members share, for titles (`ERP→CRM`). */
+  label: string | null;
+  /** Events attached (group, digest) or notifications counted in the window (throttle). */
+  count: number;
+  opened_at: number;
+  /** When its timer flushes it next. */
+  due_at: number;
+  flushes: Generated<number>;
+  closed_at: number | null;
+}
+
+/** One event held for one recipient in a bucket; released into the bucket's summary notification. */
+export interface NoiseHeldTable {
+  bucket_id: string;
+  event_id: string;
+  user_id: string;
+  rule_id: string | null;
+  /** The channel chains it would have had (JSON array of `push>email` keys). */
+  chains: string;
+  at: number;
+  released_at: number | null;
+  notification_id: string | null;
+}
+
+/** A user's quiet hours and digest preference (JSON each). */
+export interface NoiseSettingsTable {
+  user_id: string;
+  quiet_hours: string | null;
+  digest: string | null;
+  updated_at: number;
+}
+
 export interface Database {
   sources: SourcesTable;
   credentials: CredentialsTable;
   users: UsersTable;
   groups: GroupsTable;
   group_members: GroupMembersTable;
+  group_groups: GroupGroupsTable;
+  user_roles: UserRolesTable;
+  user_attributes: UserAttributesTable;
+  subscriptions: SubscriptionsTable;
   events: EventsTable;
   notifications: NotificationsTable;
   endpoints: EndpointsTable;
@@ -292,6 +487,15 @@ export interface Database {
   preferences: PreferencesTable;
   templates: TemplatesTable;
   settings: SettingsTable;
+  announcements: AnnouncementsTable;
+  timers: TimersTable;
+  silences: SilencesTable;
+  inhibitions: InhibitionsTable;
+  inhibition_parents: InhibitionParentsTable;
+  noise_suppressed: NoiseSuppressedTable;
+  noise_buckets: NoiseBucketsTable;
+  noise_held: NoiseHeldTable;
+  noise_settings: NoiseSettingsTable;
 }
 
 export type EventRow = Selectable<EventsTable>;
@@ -306,3 +510,5 @@ export type SourceRow = Selectable<SourcesTable>;
 export type ProviderRow = Selectable<ProvidersTable>;
 export type DeviceRow = Selectable<DevicesTable>;
 export type TemplateRow = Selectable<TemplatesTable>;
+export type SubscriptionRow = Selectable<SubscriptionsTable>;
+export type AnnouncementRow = Selectable<AnnouncementsTable>;

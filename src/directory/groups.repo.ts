@@ -120,3 +120,137 @@ export async function removeMember(db: Db, groupId: string, userId: string): Pro
     .executeTakeFirst();
   return Number(result.numDeletedRows) > 0;
 }
+
+/** The groups nested directly in a group, by id. */
+export async function childGroups(db: Db, groupId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('group_groups')
+    .select('child_id')
+    .where('group_id', '=', groupId)
+    .orderBy('child_id')
+    .execute();
+  return rows.map((r) => r.child_id);
+}
+
+/** Makes `childIds` the exact list of groups nested in the group. */
+export async function replaceChildGroups(
+  db: Db,
+  groupId: string,
+  childIds: readonly string[],
+): Promise<void> {
+  await db.deleteFrom('group_groups').where('group_id', '=', groupId).execute();
+  for (const chunk of chunks([...new Set(childIds)], INSERT_CHUNK)) {
+    await db
+      .insertInto('group_groups')
+      .values(chunk.map((child_id) => ({ group_id: groupId, child_id })))
+      .execute();
+  }
+}
+
+/**
+ * Every group reachable from `roots` through nesting, as parent → children edges; one query per level of
+ * nesting, and safe against cycles (a group already seen is not asked for again).
+ */
+export async function nestingBelow(db: Db, roots: readonly string[]): Promise<Map<string, string[]>> {
+  const edges = new Map<string, string[]>();
+  let frontier = [...new Set(roots)];
+  const seen = new Set(frontier);
+  while (frontier.length > 0) {
+    const next: string[] = [];
+    for (const chunk of chunks(frontier, IN_CHUNK)) {
+      const rows = await db
+        .selectFrom('group_groups')
+        .select(['group_id', 'child_id'])
+        .where('group_id', 'in', chunk)
+        .execute();
+      for (const row of rows) {
+        const list = edges.get(row.group_id) ?? [];
+        list.push(row.child_id);
+        edges.set(row.group_id, list);
+        if (!seen.has(row.child_id)) {
+          seen.add(row.child_id);
+          next.push(row.child_id);
+        }
+      }
+    }
+    frontier = next;
+  }
+  return edges;
+}
+
+/** The groups `root` contains, itself included, following nesting (each once, whatever cycles exist). */
+export function reachableGroups(root: string, edges: ReadonlyMap<string, readonly string[]>): string[] {
+  const seen = new Set([root]);
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const child of edges.get(stack.pop()!) ?? []) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      stack.push(child);
+    }
+  }
+  return [...seen];
+}
+
+/**
+ * The nesting path that putting `childIds` into `groupId` would close into a cycle (`[groupId, child, ...,
+ * groupId]`), or undefined when it would not.
+ */
+export async function nestingCycle(
+  db: Db,
+  groupId: string,
+  childIds: readonly string[],
+): Promise<string[] | undefined> {
+  if (childIds.includes(groupId)) return [groupId, groupId];
+  const edges = await nestingBelow(db, childIds);
+  for (const child of childIds) {
+    const path = pathTo(child, groupId, edges);
+    if (path !== undefined) return [groupId, ...path];
+  }
+  return undefined;
+}
+
+function pathTo(
+  from: string,
+  to: string,
+  edges: ReadonlyMap<string, readonly string[]>,
+): string[] | undefined {
+  const parent = new Map<string, string>();
+  const queue = [from];
+  const seen = new Set(queue);
+  while (queue.length > 0) {
+    const at = queue.shift()!;
+    if (at === to) {
+      const path = [at];
+      while (path[0] !== from) path.unshift(parent.get(path[0]!)!);
+      return path;
+    }
+    for (const child of edges.get(at) ?? []) {
+      if (seen.has(child)) continue;
+      seen.add(child);
+      parent.set(child, at);
+      queue.push(child);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The people of each group, following nesting: root group id → member user ids. A group that does not exist
+ * or has nobody in it (directly or below) is left out. A few queries for the whole list, not per group.
+ */
+export async function expandGroups(db: Db, roots: readonly string[]): Promise<Map<string, Set<string>>> {
+  const edges = await nestingBelow(db, roots);
+  const all = new Set(roots);
+  for (const children of edges.values()) for (const child of children) all.add(child);
+  const membersOf = Map.groupBy(await groupMembers(db, [...all]), (m) => m.group_id);
+  const out = new Map<string, Set<string>>();
+  for (const root of new Set(roots)) {
+    const people = new Set<string>();
+    for (const group of reachableGroups(root, edges)) {
+      for (const m of membersOf.get(group) ?? []) people.add(m.user_id);
+    }
+    if (people.size > 0) out.set(root, people);
+  }
+  return out;
+}

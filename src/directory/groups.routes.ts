@@ -3,17 +3,20 @@ import { appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { Db } from '../db/engine.ts';
 import type { App, Deps } from '../deps.ts';
-import { notFound } from '../errors.ts';
+import { invalid, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
 import {
   addMembers,
+  childGroups,
   deleteGroup,
   findGroup,
   type GroupRow,
   groupMembers,
   listGroups,
+  nestingCycle,
   removeMember,
+  replaceChildGroups,
   replaceMembers,
   touchGroup,
   upsertGroup,
@@ -35,7 +38,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags,
         security,
-        summary: 'Create or replace a group with exactly the given members',
+        summary: 'Create or replace a group with exactly the given members and nested groups',
         params: GroupParams,
         body: GroupBody,
         response: { 200: Group, 201: Group },
@@ -45,18 +48,27 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
       const { id } = request.params;
       const { name } = request.body;
       const members = [...new Set(request.body.members)];
+      const children = [...new Set(request.body.groups ?? [])];
       const now = deps.clock.now();
       const { group, created } = await db.transaction().execute(async (trx) => {
-        await assertReferencesExist(trx, { users: members });
+        await assertReferencesExist(trx, { users: members, groups: children.filter((g) => g !== id) });
+        const cycle = await nestingCycle(trx, id, children);
+        if (cycle !== undefined) {
+          throw invalid(
+            `body.groups.${children.indexOf(cycle[1]!)}`,
+            `nesting "${cycle[1]}" in "${id}" would make a cycle: ${cycle.join(' → ')}`,
+          );
+        }
         const created = await upsertGroup(trx, { id, name }, now);
         await replaceMembers(trx, id, members);
+        await replaceChildGroups(trx, id, children);
         await appendAudit(trx, {
           at: now,
           actor: 'admin',
           action: created ? 'group.created' : 'group.updated',
           subject_type: 'group',
           subject_id: id,
-          data: { name, members: members.length },
+          data: { name, members: members.length, groups: children },
         });
         return { group: await withMembers(trx, (await findGroup(trx, id))!), created };
       });
@@ -211,5 +223,9 @@ function presentGroup(row: GroupRow) {
 
 async function withMembers(db: Db, row: GroupRow) {
   const members = await groupMembers(db, [row.id]);
-  return { ...presentGroup(row), members: members.map((m) => m.user_id) };
+  return {
+    ...presentGroup(row),
+    members: members.map((m) => m.user_id),
+    groups: await childGroups(db, row.id),
+  };
 }

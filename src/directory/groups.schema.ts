@@ -5,6 +5,7 @@ export const GroupParams = Type.Object({ id: DirectoryId });
 export const MemberParams = Type.Object({ id: DirectoryId, userId: DirectoryId });
 
 const MAX_MEMBERS = 10_000;
+const MAX_CHILD_GROUPS = 100;
 
 export const GroupBody = Type.Object(
   {
@@ -13,6 +14,14 @@ export const GroupBody = Type.Object(
       maxItems: MAX_MEMBERS,
       description: 'User ids; the group ends up with exactly these members',
     }),
+    groups: Type.Optional(
+      Type.Array(DirectoryId, {
+        maxItems: MAX_CHILD_GROUPS,
+        description:
+          "Ids of groups nested in this one: their members (and their nested groups' members) belong to " +
+          'this group too. Left out: none. A nesting that would make a cycle is refused',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -29,5 +38,9 @@ const GroupFields = {
   updated_at: Type.String({ format: 'date-time' }),
 };
 
-export const Group = Type.Object({ ...GroupFields, members: Type.Array(Type.String()) });
+export const Group = Type.Object({
+  ...GroupFields,
+  members: Type.Array(Type.String(), { description: 'Direct members' }),
+  groups: Type.Array(Type.String(), { description: 'Groups nested directly in this one' }),
+});
 export const GroupSummary = Type.Object({ ...GroupFields, member_count: Type.Integer() });

@@ -12,6 +12,7 @@ export function presentUser(row: UserRow) {
     locale: row.locale,
     timezone: row.timezone,
     manager: row.manager,
+    roles: JSON.parse(row.roles) as string[],
     attributes: JSON.parse(row.attributes) as Record<string, AttributeValue>,
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),

@@ -1,20 +1,27 @@
 import type { Db } from '../db/engine.ts';
 import type { UserRow } from '../db/tables.ts';
+import { writeTraits } from './traits.ts';
 import type { UserInput } from './users.validate.ts';
 
 export type { UserRow };
 
 /** Ids per `in (...)` list. */
 const IN_CHUNK = 500;
-// SQLite allows 32,766 bound values per statement; a user row binds 10.
-const INSERT_CHUNK = 3000;
+// SQLite allows 32,766 bound values per statement; a user row binds 11.
+const INSERT_CHUNK = 2500;
 
 function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
 function toRow(user: UserInput, now: number) {
-  return { ...user, attributes: JSON.stringify(user.attributes), created_at: now, updated_at: now };
+  return {
+    ...user,
+    roles: JSON.stringify(user.roles),
+    attributes: JSON.stringify(user.attributes),
+    created_at: now,
+    updated_at: now,
+  };
 }
 
 /**
@@ -34,11 +41,13 @@ export async function upsertUsers(db: Db, users: readonly UserInput[], now: numb
           locale: eb.ref('excluded.locale'),
           timezone: eb.ref('excluded.timezone'),
           manager: eb.ref('excluded.manager'),
+          roles: eb.ref('excluded.roles'),
           attributes: eb.ref('excluded.attributes'),
           updated_at: eb.ref('excluded.updated_at'),
         })),
       )
       .execute();
+    await writeTraits(db, chunk);
   }
 }
 
@@ -75,53 +84,62 @@ export async function findUsersByEmails(db: Db, emails: string[]): Promise<UserR
   return out;
 }
 
+/** Each of these users' manager (null when they have none) and whether the manager is in the directory. */
+export async function findManagers(
+  db: Db,
+  ids: readonly string[],
+): Promise<Map<string, { manager: string | null; known: boolean }>> {
+  const out = new Map<string, { manager: string | null; known: boolean }>();
+  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+    const rows = await db
+      .selectFrom('users as u')
+      .leftJoin('users as m', 'm.id', 'u.manager')
+      .select(['u.id as id', 'u.manager as manager', 'm.id as manager_id'])
+      .where('u.id', 'in', chunk)
+      .execute();
+    for (const row of rows) out.set(row.id, { manager: row.manager, known: row.manager_id !== null });
+  }
+  return out;
+}
+
 export interface UserFilter {
   after: string | undefined;
   limit: number;
   email?: string;
+  /** Users holding this role. */
+  role?: string;
   /** Attribute name → the value it must equal (or, for a list attribute, hold). */
   attributes?: Record<string, string>;
 }
 
 /** Users in id order after `filter.after`, at most `filter.limit`. */
 export async function listUsers(db: Db, filter: UserFilter): Promise<UserRow[]> {
-  const wanted = Object.entries(filter.attributes ?? {});
-  const out: UserRow[] = [];
-  let after = filter.after;
-  // Attribute filters narrow rows with LIKE on the stored JSON (one query for both engines), then check
-  // exactly here; a page may need more than one round when LIKE lets through rows that do not match.
-  for (;;) {
-    let query = db.selectFrom('users').selectAll();
-    if (after !== undefined) query = query.where('id', '>', after);
-    if (filter.email !== undefined) query = query.where('email', '=', filter.email.toLowerCase());
-    for (const [name, value] of wanted) {
-      const text = JSON.stringify(value).slice(1, -1);
-      query = query.where('attributes', 'like', `%${loosen(JSON.stringify(name))}:%${loosen(text)}%`);
-    }
-    const batch = await query.orderBy('id').limit(filter.limit).execute();
-    if (wanted.length === 0) return batch;
-    for (const row of batch) {
-      if (hasAttributes(row, wanted)) out.push(row);
-      if (out.length === filter.limit) return out;
-    }
-    if (batch.length < filter.limit) return out;
-    after = batch.at(-1)!.id;
+  let query = db.selectFrom('users').selectAll();
+  if (filter.after !== undefined) query = query.where('id', '>', filter.after);
+  if (filter.email !== undefined) query = query.where('email', '=', filter.email.toLowerCase());
+  const role = filter.role;
+  if (role !== undefined) {
+    query = query.where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('user_roles')
+          .select('role')
+          .whereRef('user_roles.user_id', '=', 'users.id')
+          .where('role', '=', role),
+      ),
+    );
   }
-}
-
-// The engines disagree on LIKE's escape character (PostgreSQL: backslash; SQLite: none), so wildcards and
-// backslashes become `_` (any one character): the pattern only ever lets more rows through, never fewer.
-function loosen(text: string): string {
-  return text.replace(/[%_\\]/g, '_');
-}
-
-function hasAttributes(row: UserRow, wanted: [string, string][]): boolean {
-  const attributes = JSON.parse(row.attributes) as Record<string, unknown>;
-  return wanted.every(([name, value]) => {
-    const actual = attributes[name];
-    if (Array.isArray(actual)) return actual.includes(value);
-    return actual !== undefined && String(actual) === value;
-  });
+  for (const [name, value] of Object.entries(filter.attributes ?? {})) {
+    query = query.where(({ exists, selectFrom }) =>
+      exists(
+        selectFrom('user_attributes')
+          .select('name')
+          .whereRef('user_attributes.user_id', '=', 'users.id')
+          .where('name', '=', name)
+          .where('value', '=', value),
+      ),
+    );
+  }
+  return query.orderBy('id').limit(filter.limit).execute();
 }
 
 /** Deletes a user (group memberships go with it); returns whether it existed. */

@@ -100,7 +100,8 @@ export async function usersRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags,
         security,
-        summary: 'List users in id order; filter by `email` or by attributes (`attr.location=berlin`)',
+        summary:
+          'List users in id order; filter by `email`, `role` or by attributes (`attr.location=berlin`)',
         querystring: UsersQuery,
         response: { 200: Page(User) },
       },
@@ -116,6 +117,7 @@ export async function usersRoutes(app: App, deps: Deps): Promise<void> {
         after: decodeCursor(request.query.cursor),
         limit: limit + 1,
         ...(request.query.email === undefined ? {} : { email: request.query.email }),
+        ...(request.query.role === undefined ? {} : { role: request.query.role }),
         attributes,
       });
       return toPage(rows, limit, (r) => r.id, presentUser);

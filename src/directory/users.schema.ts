@@ -27,6 +27,12 @@ const UserFields = {
   manager: nullable(
     Type.String({ maxLength: 128, description: "The manager's user id (may not exist yet)" }),
   ),
+  roles: Type.Optional(
+    Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+      maxItems: 50,
+      description: 'What the person does (`finance`, `warehouse`); rules and segments address people by role',
+    }),
+  ),
   attributes: Type.Optional(
     Type.Record(Type.String(), Type.Unknown(), {
       description:
@@ -71,6 +77,7 @@ export const User = Type.Object({
   locale: text,
   timezone: text,
   manager: text,
+  roles: Type.Array(Type.String()),
   attributes: Type.Record(Type.String(), Type.Unknown()),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
@@ -80,6 +87,7 @@ export const UsersQuery = Type.Object(
   {
     ...PageQuery,
     email: Type.Optional(Type.String({ maxLength: 254, description: 'Exact match, ignoring case' })),
+    role: Type.Optional(Type.String({ maxLength: 64, description: 'Users holding this role' })),
   },
   {
     additionalProperties: Type.String({ maxLength: 500 }),

@@ -12,6 +12,8 @@ export interface UserInput {
   locale: string | null;
   timezone: string | null;
   manager: string | null;
+  /** What the person does (`finance`, `warehouse`); rules and announcements address people by role. */
+  roles: string[];
   attributes: Record<string, AttributeValue>;
 }
 
@@ -19,8 +21,30 @@ const ID = /^[A-Za-z0-9][A-Za-z0-9._@+-]*$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const PHONE = /^\+?[0-9][0-9 ()./-]*$/;
 const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_-]*$/;
-const FIELDS = new Set(['id', 'name', 'email', 'phone', 'locale', 'timezone', 'manager', 'attributes']);
+const ROLE = /^[A-Za-z0-9][A-Za-z0-9._:-]*$/;
+const FIELDS = new Set([
+  'id',
+  'name',
+  'email',
+  'phone',
+  'locale',
+  'timezone',
+  'manager',
+  'roles',
+  'attributes',
+]);
 const MAX_ATTRIBUTES = 50;
+const MAX_ROLES = 50;
+
+/** True when `name` can name an attribute. */
+export function isAttributeName(name: unknown): name is string {
+  return typeof name === 'string' && name.length <= 64 && ATTRIBUTE_NAME.test(name);
+}
+
+/** True when `role` can name a role. */
+export function isRole(role: unknown): role is string {
+  return typeof role === 'string' && role.length <= 64 && ROLE.test(role);
+}
 
 /** True when `id` is a valid user or group id. */
 export function isDirectoryId(id: unknown): id is string {
@@ -71,6 +95,7 @@ export function checkUser(
   const manager = optionalText(body, 'manager', 128, bad);
   if (manager && !isDirectoryId(manager)) bad('manager', 'must be a user id');
   else if (manager && manager === userId) bad('manager', 'must not be the user themself');
+  const roles = checkRoles(body['roles'], bad);
   const attributes = checkAttributes(body['attributes'], (field, message) => bad(field, message));
 
   if (problems.length > before) return undefined;
@@ -82,8 +107,23 @@ export function checkUser(
     locale: canonicalLocale ?? null,
     timezone: canonicalZone ?? null,
     manager: manager || null,
+    roles: roles ?? [],
     attributes: attributes ?? {},
   };
+}
+
+function checkRoles(value: unknown, bad: (field: string, message: string) => void): string[] | undefined {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) {
+    bad('roles', 'must be a list of role names');
+    return undefined;
+  }
+  if (value.length > MAX_ROLES) bad('roles', `may hold at most ${MAX_ROLES} roles`);
+  value.forEach((role, i) => {
+    if (!isRole(role))
+      bad(`roles.${i}`, 'must be 1-64 letters, digits, ".", "_", ":", "-", starting with a letter or digit');
+  });
+  return [...new Set(value as string[])];
 }
 
 /** A string field that may be left out or null; "" counts as null. */
@@ -119,7 +159,7 @@ function checkAttributes(
   if (entries.length > MAX_ATTRIBUTES) bad('attributes', `may hold at most ${MAX_ATTRIBUTES} attributes`);
   for (const [name, v] of entries) {
     const field = `attributes.${name}`;
-    if (name.length > 64 || !ATTRIBUTE_NAME.test(name)) {
+    if (!isAttributeName(name)) {
       bad(field, 'names are 1-64 letters, digits, "_", "-", starting with a letter or "_"');
     } else if (typeof v === 'string') {
       if (v.length > 1000) bad(field, 'must be at most 1000 characters');

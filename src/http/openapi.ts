@@ -56,8 +56,15 @@ export function openApiDocument(config: Config): SwaggerOptions {
         { name: 'deliveries', description: 'Deliveries on every channel: dead letters and replay' },
         { name: 'providers', description: 'Email, SMS and push providers, in failover order' },
         { name: 'devices', description: 'Web push subscriptions and mobile device tokens' },
-        { name: 'preferences', description: 'What each user receives on which channel; one-click unsubscribe' },
+        {
+          name: 'preferences',
+          description: 'What each user receives on which channel; one-click unsubscribe',
+        },
         { name: 'templates', description: 'LiquidJS templates per event type, channel and locale' },
+        {
+          name: 'announcements',
+          description: 'Messages to a segment of the directory, scheduled and expiring',
+        },
         { name: 'audit', description: 'The audit log' },
         { name: 'operations', description: 'Health, readiness and metrics' },
       ],

@@ -172,3 +172,88 @@ export async function deliveriesOfNotification(
     .orderBy('id')
     .execute();
 }
+
+/** Open (unread or read) notifications carrying one of these dedup keys, for deduplication. */
+export async function findOpenByDedupKeys(
+  db: Db,
+  keys: readonly string[],
+): Promise<Pick<NotificationRow, 'id' | 'user_id' | 'source_id' | 'dedup_key'>[]> {
+  const rows: Pick<NotificationRow, 'id' | 'user_id' | 'source_id' | 'dedup_key'>[] = [];
+  for (let i = 0; i < keys.length; i += CHUNK) {
+    rows.push(
+      ...(await db
+        .selectFrom('notifications')
+        .select(['id', 'user_id', 'source_id', 'dedup_key'])
+        .where('dedup_key', 'in', keys.slice(i, i + CHUNK))
+        .where('state', '!=', 'archived')
+        .orderBy('id')
+        .execute()),
+    );
+  }
+  return rows;
+}
+
+/** A later occurrence folded into an open notification by deduplication. */
+export interface DedupUpdate {
+  id: string;
+  /** How many events this update stands for. */
+  occurrences: number;
+  event_id: string;
+  type: string;
+  severity: string;
+  title: string;
+  summary: string | null;
+  url: string | null;
+  data: string | null;
+}
+
+/**
+ * Applies deduplicated occurrences. Each notification counts them and takes the latest event's type, title,
+ * summary, link, severity and data (it shows the latest state: `paused`, then `recovered`). It becomes unread
+ * again, since something new happened (also if it was archived after it was found open, so the occurrence is
+ * not lost), and takes the stream position `firstSeq + i`, so open streams show it as `notification.updated`.
+ * Returns the user ids whose inboxes changed.
+ */
+export async function applyDedupUpdates(
+  trx: Transaction<Database>,
+  updates: readonly DedupUpdate[],
+  firstSeq: number,
+  now: number,
+): Promise<string[]> {
+  const users = new Set<string>();
+  const step = 100;
+  for (let i = 0; i < updates.length; i += step) {
+    const chunk = updates.slice(i, i + step);
+    const pick = <T>(value: (u: DedupUpdate, j: number) => unknown) =>
+      sql<T>`case ${sql.join(
+        chunk.map((u, j) => sql`when id = ${u.id} then ${value(u, j)}`),
+        sql` `,
+      )} end`;
+    const rows = await trx
+      .updateTable('notifications')
+      .set({
+        occurrences: sql<number>`occurrences + ${pick<number>((u) => sql.lit(u.occurrences))}`,
+        last_event_id: pick<string>((u) => u.event_id),
+        type: pick<string>((u) => u.type),
+        severity: pick<string>((u) => u.severity),
+        title: pick<string>((u) => u.title),
+        summary: pick<string | null>((u) => u.summary),
+        url: pick<string | null>((u) => u.url),
+        data: pick<string | null>((u) => u.data),
+        seq: pick<number>((_u, j) => sql.lit(firstSeq + i + j)),
+        state: 'unread',
+        read_at: null,
+        archived_at: null,
+        updated_at: now,
+      })
+      .where(
+        'id',
+        'in',
+        chunk.map((u) => u.id),
+      )
+      .returning('user_id')
+      .execute();
+    for (const row of rows) users.add(row.user_id);
+  }
+  return [...users];
+}

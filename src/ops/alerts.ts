@@ -57,7 +57,8 @@ export async function raiseAlerts(db: Db, alerts: IntegrationAlert[], now: numbe
       due_at: null,
       recipients: null,
       actions: null,
-      dedup_key: `${alert.integration.kind}/${alert.integration.id}`,
+      // Per transition: a repeated failure updates its open alert, while recovery or disabling is news.
+      dedup_key: `${alert.integration.kind}/${alert.integration.id}/${alert.type}`,
       data: JSON.stringify(data),
       extensions: null,
       status: 'pending' as const,

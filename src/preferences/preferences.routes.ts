@@ -1,12 +1,15 @@
 import { Type } from 'typebox';
 import { type Actor, appendAudit } from '../audit/audit.repo.ts';
 import { USER_CHANNELS } from '../channels/registry.ts';
+import type { Db } from '../db/engine.ts';
 import type { App, Deps } from '../deps.ts';
 import { findUser } from '../directory/users.repo.ts';
 import { UserParams } from '../directory/users.schema.ts';
 import { type FieldProblem, invalidMany, notFound } from '../errors.ts';
 import type { Principal } from '../http/auth.ts';
 import { security } from '../http/schemas.ts';
+import { DigestPreference, QuietHours } from '../noise/options.ts';
+import { getNoiseSettings, type NoiseSettings, updateNoiseSettings } from '../noise/settings.repo.ts';
 import { TYPE_PATTERN_REGEX } from '../routing/patterns.ts';
 import { listPreferences, type Preference, replacePreferences } from './preferences.repo.ts';
 
@@ -37,14 +40,47 @@ const PreferenceShape = Type.Object(
 );
 
 const Preferences = Type.Object(
-  { preferences: Type.Array(PreferenceShape, { maxItems: MAX_PREFERENCES }) },
+  {
+    preferences: Type.Array(PreferenceShape, { maxItems: MAX_PREFERENCES }),
+    quiet_hours: Type.Optional(
+      Type.Union([QuietHours, Type.Null()], {
+        description:
+          'Email, push and SMS of non-critical events wait until the end of this period (in the user’s ' +
+          'time zone); the inbox gets them at once. Left out of a PUT: unchanged; null: none. Shown when set',
+      }),
+    ),
+    digest: Type.Optional(
+      Type.Union([DigestPreference, Type.Null()], {
+        description:
+          'Non-critical events of these categories are collected and sent as one summary at the cadence. ' +
+          'Left out of a PUT: unchanged; null: none. Shown when set',
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
+
+type PreferencesBody = {
+  preferences: Preference[];
+  quiet_hours?: QuietHours | null;
+  digest?: DigestPreference | null;
+};
+
+/** A user's preferences as the API shows them: the list, and quiet hours and digest when set. */
+async function view(db: Db, userId: string, settings?: NoiseSettings) {
+  const noise = settings ?? (await getNoiseSettings(db, userId));
+  return {
+    preferences: await listPreferences(db, userId),
+    ...(noise.quiet_hours === null ? {} : { quiet_hours: noise.quiet_hours }),
+    ...(noise.digest === null ? {} : { digest: noise.digest }),
+  };
+}
 
 const DESCRIPTION = [
   'The most specific preference that fits an event decides: an exact type beats a pattern, a longer pattern',
   'a shorter one, and a named channel `*`. Without one, the channels the rules chose apply.',
   'Critical events are sent regardless. The inbox always gets the notification.',
+  'Quiet hours (`HH:MM` in the user’s time zone) defer email, push and SMS of non-critical events to their end.',
 ].join(' ');
 
 /** The user id of a request that passed `auth.require('user')`. */
@@ -59,21 +95,23 @@ export async function preferencesRoutes(app: App, deps: Deps): Promise<void> {
   const admin = deps.auth.require('admin');
 
   /** Replaces `userId`'s preferences and audits it in one transaction; 404 when the user does not exist. */
-  const save = (userId: string, list: Preference[], actor: Actor) => {
-    checkPreferences(list);
+  const save = (userId: string, body: PreferencesBody, actor: Actor) => {
+    const { preferences: list, ...noise } = body;
+    checkPreferences(list, noise.quiet_hours);
     const now = deps.clock.now();
     return deps.store.db.transaction().execute(async (trx) => {
       if ((await findUser(trx, userId)) === undefined) throw notFound('User', userId);
       await replacePreferences(trx, userId, list, now);
+      const settings = await updateNoiseSettings(trx, userId, noise, now);
       await appendAudit(trx, {
         at: now,
         actor,
         action: 'preferences.updated',
         subject_type: 'user',
         subject_id: userId,
-        data: { preferences: list },
+        data: body,
       });
-      return { preferences: await listPreferences(trx, userId) };
+      return view(trx, userId, settings);
     });
   };
 
@@ -89,7 +127,7 @@ export async function preferencesRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: Preferences },
       },
     },
-    async (request) => ({ preferences: await listPreferences(deps.store.db, me(request.principal)) }),
+    async (request) => view(deps.store.db, me(request.principal)),
   );
 
   app.put(
@@ -107,7 +145,7 @@ export async function preferencesRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request) => {
       const userId = me(request.principal);
-      return save(userId, request.body.preferences, `user:${userId}`);
+      return save(userId, request.body, `user:${userId}`);
     },
   );
 
@@ -127,7 +165,7 @@ export async function preferencesRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => {
       const { id } = request.params;
       if ((await findUser(deps.store.db, id)) === undefined) throw notFound('User', id);
-      return { preferences: await listPreferences(deps.store.db, id) };
+      return view(deps.store.db, id);
     },
   );
 
@@ -145,13 +183,16 @@ export async function preferencesRoutes(app: App, deps: Deps): Promise<void> {
         response: { 200: Preferences },
       },
     },
-    async (request) => save(request.params.id, request.body.preferences, 'admin'),
+    async (request) => save(request.params.id, request.body, 'admin'),
   );
 }
 
-/** Known channels only, no `inapp`, and each (category, channel) once. */
-function checkPreferences(list: Preference[]): void {
+/** Known channels only, no `inapp`, each (category, channel) once, and quiet hours that last a while. */
+function checkPreferences(list: Preference[], quiet: QuietHours | null | undefined): void {
   const problems: FieldProblem[] = [];
+  if (quiet && quiet.start === quiet.end) {
+    problems.push({ field: 'body.quiet_hours.end', message: 'must differ from start' });
+  }
   const seen = new Map<string, number>();
   list.forEach((pref, i) => {
     const field = `body.preferences.${i}`;

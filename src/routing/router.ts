@@ -4,10 +4,11 @@ import type { Context } from '../context.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
 import { newId } from '../ids.ts';
-import { loadOptOuts } from '../preferences/preferences.repo.ts';
+import { applyNoise } from '../noise/apply.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
+import { decideBatch } from './decision.ts';
+import { routingSummary } from './explain.ts';
 import { matchesAnyType } from './patterns.ts';
-import { type Decision, decide, type Recipient } from './recipients.ts';
 import {
   claimEvents,
   enabledEndpoints,
@@ -21,8 +22,6 @@ const BATCH = 500;
 const POLL_MS = 1_000;
 // Long enough for any batch; a batch routed twice after a lease ran out creates nothing twice (unique keys).
 const LEASE_MS = 15_000;
-// The routing summary kept on the event lists at most this many recipients by name (counts are always exact).
-const LISTED_RECIPIENTS = 200;
 // LISTEN/NOTIFY payloads must stay under 8,000 bytes.
 const NOTIFY_BYTES = 7_000;
 
@@ -80,26 +79,24 @@ export class Router {
   /** Decides and writes the results of a claimed batch in `trx`; returns what the caller announces after commit. */
   async #route(trx: Transaction<Database>, events: EventRow[], now: number) {
     const [rules, endpoints] = await Promise.all([listEnabledRules(trx), enabledEndpoints(trx)]);
-    const decisions = await decide(trx, events, rules);
-    const recipientIds = [...new Set([...decisions.values()].flatMap((d) => [...d.recipients.keys()]))];
-    const optedOut = await loadOptOuts(trx, recipientIds);
+    // The same decision the explain API shows (src/routing/decision.ts).
+    const decisions = await decideBatch(trx, events, rules);
     const notifications: Insertable<Database['notifications']>[] = [];
     const deliveries: Insertable<Database['deliveries']>[] = [];
     const audit: AuditEntry[] = [];
     for (const event of events) {
       const decision = decisions.get(event.id)!;
-      const skipped: { user_id: string; channel: string; reason: string }[] = [];
-      for (const recipient of decision.recipients.values()) {
-        const plan = planChannels(recipient, event, optedOut);
-        skipped.push(...plan.skipped.map((s) => ({ user_id: recipient.userId, ...s })));
-        const notification = notificationRow(event, recipient.userId, plan.channels, now);
+      for (const plan of decision.recipients.values()) {
+        // Held back by a decision step (noise control), which takes care of it.
+        if (plan.held !== undefined) continue;
+        const notification = notificationRow(event, plan.userId, plan.channels, now);
         notifications.push(notification);
         for (const [first, ...rest] of plan.chains) {
           deliveries.push(
             userDelivery({
               eventId: event.id,
               notificationId: notification.id,
-              userId: recipient.userId,
+              userId: plan.userId,
               channel: first!,
               fallback: rest,
               now,
@@ -110,20 +107,31 @@ export class Router {
       const targets = endpoints.filter((e) => matchesAnyType(e.types, event.type));
       for (const endpoint of targets) deliveries.push(deliveryRow(event, endpoint.id, endpoint.kind, now));
       // The decision is kept in the audit entry; `GET /v1/events/{id}` shows it from there.
-      const summary = summarise(
-        decision,
-        targets.map((t) => t.id),
-        skipped,
-      );
       audit.push({
         at: now,
         actor: 'system',
         action: 'event.routed',
         subject_type: 'event',
         subject_id: event.id,
-        data: summary,
+        data: routingSummary(
+          decision,
+          targets.map((t) => t.id),
+        ),
       });
     }
+    // Noise control (src/noise): holds back, folds in or defers part of what was planned, in place.
+    const noise = await applyNoise(
+      trx,
+      this.#ctx.store,
+      {
+        events,
+        via: (eventId, userId) => decisions.get(eventId)?.recipients.get(userId)?.via ?? [],
+        notifications,
+        deliveries,
+        audit,
+      },
+      now,
+    );
     await markRouted(
       trx,
       events.map((e) => e.id),
@@ -145,7 +153,7 @@ export class Router {
       routed: events.length,
       created,
       deliveries: deliveries.length,
-      users: [...new Set(notifications.map((n) => n.user_id))],
+      users: [...new Set([...notifications.map((n) => n.user_id), ...noise.updatedUsers])],
     };
   }
 
@@ -193,33 +201,6 @@ function notificationRow(
   };
 }
 
-/**
- * What a recipient gets on which channel: the inbox always; each other channel or fallback chain unless the
- * user turned that channel off for this kind of event (critical events go through regardless). A chain drops
- * the channels turned off and keeps the rest in order.
- */
-function planChannels(
-  recipient: Recipient,
-  event: EventRow,
-  optedOut: (userId: string, type: string, channel: string) => boolean,
-) {
-  const chains: string[][] = [];
-  const skipped: { channel: string; reason: string }[] = [];
-  const used = new Set<string>(['inapp']);
-  for (const key of recipient.channels) {
-    if (key === 'inapp') continue;
-    const chain = key.split('>').filter((channel) => {
-      if (event.severity === 'critical' || !optedOut(recipient.userId, event.type, channel)) return true;
-      skipped.push({ channel, reason: 'turned off in preferences' });
-      return false;
-    });
-    if (chain.length === 0 || used.has(chain[0]!)) continue;
-    for (const channel of chain) used.add(channel);
-    chains.push(chain);
-  }
-  return { chains, skipped, channels: [...used] };
-}
-
 function deliveryRow(
   event: EventRow,
   endpointId: string,
@@ -247,26 +228,5 @@ function deliveryRow(
     created_at: now,
     updated_at: now,
     completed_at: null,
-  };
-}
-
-/** The routing decision as stored on the event and shown by `GET /v1/events/{id}`. */
-function summarise(
-  decision: Decision,
-  endpoints: string[],
-  skipped: { user_id: string; channel: string; reason: string }[],
-) {
-  const recipients = [...decision.recipients.values()];
-  return {
-    recipient_count: recipients.length,
-    recipients: recipients.slice(0, LISTED_RECIPIENTS).map((r) => ({
-      user_id: r.userId,
-      channels: [...r.channels].sort(),
-      via: r.via,
-    })),
-    unresolved: decision.unresolved,
-    rules_matched: decision.rules,
-    endpoints,
-    channels_skipped: skipped.slice(0, LISTED_RECIPIENTS),
   };
 }

@@ -11,14 +11,33 @@ export interface RuleMatch {
   /** Source ids; the event came from one of them. */
   sources?: string[];
   severities?: Severity[];
+  /** Subject patterns (`*` as in types); the event has a subject matching one of them. */
+  subjects?: string[];
+  /** A JSONata expression over the event as the API shows it; the rule applies when it is truthy. */
+  condition?: string;
+}
+
+/** An attribute's wanted value: a literal, or a path into the event (`data.region`, `subject`). */
+export type SegmentValue = string | number | boolean;
+
+/**
+ * A part of the directory: users holding any of `roles` (when given) whose attributes equal every value of
+ * `attributes` (when given). A value that is a path is read from the event.
+ */
+export interface Segment {
+  roles?: string[];
+  attributes?: Record<string, SegmentValue>;
 }
 
 /** Who a matching event goes to: the union of all of these. */
 export interface RuleRecipients {
   users?: string[];
   groups?: string[];
-  /** Paths into the event (`data.owner`, `data.approvers`, `subject`) holding user ids or lists of them. */
+  /** Paths into the event (`data.owner`, `data.approvers`, `subject`) holding user ids, emails or lists of them. */
   from_data?: string[];
+  segments?: Segment[];
+  /** The manager of each user at a path (`data.owner`), or of each user the rule reaches (`recipients`). */
+  managers_of?: string[];
 }
 
 /** A channel, or a fallback chain tried in turn (`{fallback: ["push", "email"]}`). */
@@ -36,22 +55,36 @@ export interface Rule {
   /** Lower runs first; ties go by id. */
   position: number;
   enabled: boolean;
+  /** False (the default): when this rule matches, the rules after it are not tried. */
+  continue: boolean;
   match: RuleMatch;
   recipients: RuleRecipients;
   channels: ChannelSpec[];
+  /** Channels for events of a severity, instead of `channels`. */
+  channels_by_severity?: Partial<Record<Severity, ChannelSpec[]>>;
   created_at: number;
   updated_at: number;
 }
 
+/** The channels a rule uses for an event of `severity`. */
+export function channelsFor(rule: Rule, severity: Severity): ChannelSpec[] {
+  return rule.channels_by_severity?.[severity] ?? rule.channels;
+}
+
 function parseRule(row: RuleRow): Rule {
+  const bySeverity = row.channels_by_severity;
   return {
     id: row.id,
     name: row.name,
     position: Number(row.position),
     enabled: Number(row.enabled) === 1,
+    continue: Number(row.continue_matching) === 1,
     match: JSON.parse(row.match) as RuleMatch,
     recipients: JSON.parse(row.recipients) as RuleRecipients,
     channels: JSON.parse(row.channels) as ChannelSpec[],
+    ...(bySeverity === null
+      ? {}
+      : { channels_by_severity: JSON.parse(bySeverity) as Rule['channels_by_severity'] }),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -69,9 +102,12 @@ export async function upsertRule(
     name: rule.name,
     position: rule.position,
     enabled: rule.enabled ? 1 : 0,
+    continue_matching: rule.continue ? 1 : 0,
     match: JSON.stringify(rule.match),
     recipients: JSON.stringify(rule.recipients),
     channels: JSON.stringify(rule.channels),
+    channels_by_severity:
+      rule.channels_by_severity === undefined ? null : JSON.stringify(rule.channels_by_severity),
     updated_at: now,
   };
   await db

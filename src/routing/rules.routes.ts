@@ -1,95 +1,26 @@
 import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
-import { isUserChannel, RULE_CHANNELS } from '../channels/registry.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
-import { assertReferencesExist } from '../directory/references.ts';
-import { DirectoryId } from '../directory/users.schema.ts';
 import { HeraldError, notFound } from '../errors.ts';
-import { SEVERITIES } from '../events/events.schema.ts';
+import { NativeEvent } from '../events/events.schema.ts';
+import { fromNative } from '../events/normalize.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
-import { TYPE_PATTERN_REGEX } from './patterns.ts';
+import { explainNoiseStep } from '../noise/explain.ts';
+import { findSource } from '../sources/sources.repo.ts';
+import { explainEvent, unstoredEvent } from './explain.ts';
+import { assertRuleReferences, checkRule, uniqueSpecs } from './rules.check.ts';
 import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.repo.ts';
+import { RuleBody, RuleParams, RuleShape } from './rules.schema.ts';
 
 const tags = ['rules'];
 
-const RuleId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
-const RuleParams = Type.Object({ id: RuleId });
-
-const Match = Type.Object(
-  {
-    types: Type.Array(Type.String({ minLength: 1, maxLength: 200, pattern: TYPE_PATTERN_REGEX }), {
-      minItems: 1,
-      maxItems: 100,
-      description: 'Event type patterns; `*` matches any run of characters (`case.*`)',
-    }),
-    sources: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 100 }),
-    ),
-    severities: Type.Optional(Type.Array(Type.Enum(SEVERITIES), { minItems: 1 })),
-  },
-  { additionalProperties: false },
-);
-
-const Recipients = Type.Object(
-  {
-    users: Type.Optional(Type.Array(DirectoryId, { maxItems: 1000 })),
-    groups: Type.Optional(Type.Array(DirectoryId, { maxItems: 100 })),
-    from_data: Type.Optional(
-      Type.Array(Type.String({ maxLength: 200, pattern: '^(subject|data(\\.[A-Za-z0-9_-]+)+)$' }), {
-        maxItems: 20,
-        description:
-          'Where the event names its recipients: `subject`, or a path under `data.` such as `data.owner`',
-      }),
-    ),
-  },
-  { additionalProperties: false, description: 'At least one user, group or path' },
-);
-
-const ChannelSpec = Type.Union(
-  [
-    Type.String({ minLength: 1, maxLength: 64, description: '`inapp`, `email`, `push` or `sms`' }),
-    Type.Object(
-      {
-        fallback: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
-          minItems: 2,
-          maxItems: 3,
-          description:
-            'Channels tried in turn: the next one only when the one before has no address or fails',
-        }),
-      },
-      { additionalProperties: false },
-    ),
-  ],
-  { description: 'A channel, or `{"fallback": ["push", "email"]}`' },
-);
-
-const RuleBody = Type.Object(
-  {
-    name: Type.Optional(Type.Union([Type.Null(), Type.String({ maxLength: 200 })])),
-    position: Type.Optional(
-      Type.Integer({ minimum: -1_000_000, maximum: 1_000_000, default: 0, description: 'Lower runs first' }),
-    ),
-    enabled: Type.Optional(Type.Boolean({ default: true })),
-    match: Match,
-    recipients: Recipients,
-    channels: Type.Array(ChannelSpec, { minItems: 1, maxItems: 10 }),
-  },
-  { additionalProperties: false },
-);
-
-const RuleShape = Type.Object({
-  id: Type.String(),
-  name: Type.Union([Type.String(), Type.Null()]),
-  position: Type.Integer(),
-  enabled: Type.Boolean(),
-  match: Match,
-  recipients: Recipients,
-  channels: Type.Array(ChannelSpec),
-  created_at: Type.String({ format: 'date-time' }),
-  updated_at: Type.String({ format: 'date-time' }),
-});
+function uniqueBySeverity(bySeverity: NonNullable<Rule['channels_by_severity']>) {
+  return Object.fromEntries(
+    Object.entries(bySeverity).map(([severity, specs]) => [severity, uniqueSpecs(specs)]),
+  );
+}
 
 function presentRule(rule: Rule) {
   return { ...rule, created_at: iso(rule.created_at), updated_at: iso(rule.updated_at) };
@@ -107,7 +38,9 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags,
         security,
-        summary: 'Create or replace a rule; the users and groups it names must exist',
+        summary:
+          'Create or replace a rule; the users, groups, roles and attributes it names must exist, its ' +
+          'condition must parse',
         params: RuleParams,
         body: RuleBody,
         response: { 200: RuleShape, 201: RuleShape },
@@ -115,23 +48,22 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request, reply) => {
       const body = request.body;
-      checkRecipients(body.recipients);
-      checkChannels(body.channels);
-      const rule = {
+      const bySeverity = body.channels_by_severity as Rule['channels_by_severity'];
+      const rule: Omit<Rule, 'created_at' | 'updated_at'> = {
         id: request.params.id,
         name: body.name ?? null,
         position: body.position ?? 0,
         enabled: body.enabled ?? true,
+        continue: body.continue ?? false,
         match: body.match,
         recipients: body.recipients,
         channels: uniqueSpecs(body.channels),
+        ...(bySeverity === undefined ? {} : { channels_by_severity: uniqueBySeverity(bySeverity) }),
       };
+      checkRule(rule);
       const now = deps.clock.now();
       const { saved, created } = await db.transaction().execute(async (trx) => {
-        await assertReferencesExist(trx, {
-          users: rule.recipients.users ?? [],
-          groups: rule.recipients.groups ?? [],
-        });
+        await assertRuleReferences(trx, rule.recipients);
         const created = await upsertRule(trx, rule, now);
         await appendAudit(trx, {
           at: now,
@@ -214,7 +146,64 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
       return reply.code(204).send(null);
     },
   );
+
+  app.post(
+    '/routing/explain',
+    {
+      preHandler: admin,
+      // fromNative checks the event (naming each bad field); the schema only documents it.
+      validatorCompiler: () => () => true,
+      schema: {
+        tags,
+        security,
+        summary: 'Explain how an event would be routed now; nothing is stored or sent',
+        description: EXPLAIN,
+        body: ExplainBody,
+      },
+    },
+    async (request) => {
+      const body = request.body as Record<string, unknown> | null;
+      const source = body !== null && typeof body === 'object' ? body['source'] : undefined;
+      if (typeof source !== 'string' || source === '') {
+        throw new HeraldError(
+          'validation_failed',
+          'body.source is required: the source that would publish it',
+          {
+            errors: [
+              { field: 'body.source', message: 'is required: the source that would publish the event' },
+            ],
+          },
+        );
+      }
+      const incoming = fromNative(body, source, undefined, 'body');
+      if ((await findSource(db, source)) === undefined) {
+        throw new HeraldError('unknown_reference', `Source "${source}" does not exist`, {
+          extra: { unknown: { sources: [source] } },
+        });
+      }
+      const now = deps.clock.now();
+      // Decision steps as a dry run: noise control says whom it would hold back now, and why.
+      return explainEvent(db, unstoredEvent(incoming, now), now, [explainNoiseStep]);
+    },
+  );
 }
+
+const ExplainBody = Type.Object(
+  {
+    ...NativeEvent.properties,
+    source: Type.String({ minLength: 1, maxLength: 64, description: 'The source that would publish it' }),
+  },
+  { additionalProperties: false },
+);
+
+const EXPLAIN = [
+  'Takes an event as a source would publish it (native format) plus `source`, and runs the routing decision',
+  'the router makes: `rules` lists every rule in order with whether it matched and, if not, `reason`',
+  '(`type`, `source`, `severity`, `subject`, `condition_false`, `condition_error`, `stopped`, `disabled`)',
+  'and `detail`; `recipients` lists everyone it would reach with their channels, the routes that reached them',
+  '(`via`), channels skipped by preferences, and whether they would be notified now (`held` says why not);',
+  '`unresolved` lists references that lead to nobody.',
+].join(' ');
 
 /** A rules cursor is `<position>:<id>` of the last rule shown. */
 function parseCursor(cursor: string | undefined): { position: number; id: string } | undefined {
@@ -223,58 +212,4 @@ function parseCursor(cursor: string | undefined): { position: number; id: string
   const match = /^(-?\d{1,7}):(.+)$/.exec(key);
   if (match === null) throw new HeraldError('bad_cursor');
   return { position: Number(match[1]), id: match[2]! };
-}
-
-function checkRecipients(recipients: { users?: string[]; groups?: string[]; from_data?: string[] }): void {
-  const count =
-    (recipients.users?.length ?? 0) + (recipients.groups?.length ?? 0) + (recipients.from_data?.length ?? 0);
-  if (count === 0) {
-    throw new HeraldError(
-      'validation_failed',
-      'body.recipients must name at least one user, group or from_data path',
-      {
-        errors: [
-          { field: 'body.recipients', message: 'must name at least one user, group or from_data path' },
-        ],
-      },
-    );
-  }
-}
-
-function checkChannels(channels: Rule['channels']): void {
-  const errors = channels.flatMap((spec, i) => {
-    if (typeof spec === 'string') {
-      return RULE_CHANNELS.includes(spec)
-        ? []
-        : [
-            {
-              field: `body.channels.${i}`,
-              message: `"${spec}" is not a known channel (known: ${RULE_CHANNELS.join(', ')})`,
-            },
-          ];
-    }
-    return spec.fallback.flatMap((channel, j) =>
-      isUserChannel(channel) && spec.fallback.indexOf(channel) === j
-        ? []
-        : [
-            {
-              field: `body.channels.${i}.fallback.${j}`,
-              message: `"${channel}" cannot be part of a fallback (use email, push or sms, each once)`,
-            },
-          ],
-    );
-  });
-  if (errors.length > 0) {
-    throw new HeraldError('validation_failed', `${errors[0]!.field}: ${errors[0]!.message}`, { errors });
-  }
-}
-
-function uniqueSpecs(channels: Rule['channels']): Rule['channels'] {
-  const seen = new Set<string>();
-  return channels.filter((spec) => {
-    const key = JSON.stringify(spec);
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
 }

@@ -13,6 +13,7 @@ import { listEnabledRules } from '../src/routing/rules.repo.ts';
  * directory of 100,000 users. Herald runs in this process with its workers off, on a fresh SQLite file, so
  * ingest and routing are timed apart: events are first stored through `POST /v1/events/batch`, then routed
  * batch by batch with `router.runOnce()`. The target: routing costs less than a quarter of ingest per event.
+ * `npm run bench -- routing` runs it alone.
  */
 
 /** What one routing run measured. */
@@ -221,8 +222,3 @@ function caller(herald: Herald, adminToken: string) {
 }
 
 const round = (n: number) => Math.round(n * 100) / 100;
-
-if (import.meta.main) {
-  const figures = await measureRouting({ users: 100_000, rules: 200, events: 10_000 });
-  process.stdout.write(`${JSON.stringify(figures, null, 2)}\n`);
-}

@@ -7,12 +7,13 @@ import { measureLatency } from './latency.ts';
 import { type HeraldProcess, startBaseline, startHerald } from './processes.ts';
 import { type BenchResults, formatTable, writeResults } from './report.ts';
 import { sampleResources } from './resources.ts';
+import { measureRouting } from './routing.ts';
 import { type BenchCredentials, setUpHerald } from './setup.ts';
 
 /*
- * `npm run bench`: Herald's ingest throughput, publish-to-arrival latency, webhook delivery throughput, memory
- * and CPU, each beside a baseline or target measured in the same run, so the comparison holds on a slow or
- * noisy machine.
+ * `npm run bench`: Herald's ingest throughput, publish-to-arrival latency, webhook delivery throughput, an
+ * announcement to a large directory, the cost of routing beside ingest, memory and CPU, each beside a baseline
+ * or target measured in the same run, so the comparison holds on a slow or noisy machine.
  */
 
 const SETTINGS = {
@@ -32,13 +33,19 @@ const SETTINGS = {
   receiver_duration_s: 3,
   announcement_users: 100_000,
   announcement_timeout_s: 60,
+  routing_users: 100_000,
+  routing_rules: 200,
+  routing_events: 10_000,
 };
 
 const RESULTS_DIR = join(import.meta.dirname, 'results');
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
-/** `npm run bench -- ingest` (or `delivery`, `announcement`) runs one group of phases; no argument runs them all. */
-const GROUPS = ['ingest', 'delivery', 'announcement'] as const;
+/**
+ * `npm run bench -- ingest` (or `delivery`, `announcement`, `routing`) runs one group of phases; several can be
+ * named; no argument runs them all.
+ */
+const GROUPS = ['ingest', 'delivery', 'announcement', 'routing'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -62,6 +69,17 @@ async function main(): Promise<void> {
     const options = { users: SETTINGS.announcement_users, timeoutS: SETTINGS.announcement_timeout_s };
     results.announcement = await phase(results, 'announcement to everyone', () =>
       measureAnnouncement(options),
+    );
+  }
+  // Herald runs inside this process here (workers off), so it comes after every child has stopped.
+  if (runs('routing')) {
+    const options = {
+      users: SETTINGS.routing_users,
+      rules: SETTINGS.routing_rules,
+      events: SETTINGS.routing_events,
+    };
+    results.routing = await phase(results, 'routing with rules and a directory', () =>
+      measureRouting(options),
     );
   }
   results.finished_at = new Date().toISOString();

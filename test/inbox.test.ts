@@ -95,6 +95,8 @@ for (const engine of ENGINES) {
         url: 'https://erp.example/invoices/17',
         state: 'unread',
         channels: undefined,
+        occurrences: 1,
+        data: null,
         created_at: undefined,
         updated_at: undefined,
         read_at: null,

@@ -5,7 +5,7 @@ import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import type { EventRow } from '../src/db/tables.ts';
 import { explainNoise, explainNoiseStep, loadExplainState } from '../src/noise/explain.ts';
-import { type RuleNoise, saveRuleNoise } from '../src/noise/options.ts';
+import type { RuleNoise } from '../src/noise/options.ts';
 import { explainEvent } from '../src/routing/explain.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
 import { ENGINES, openTestStore, startHerald, type TestHerald, waitFor } from './helpers.ts';
@@ -48,9 +48,10 @@ async function rule(
     match: { types: body.types },
     recipients: { users: body.users },
     channels: body.channels ?? ['inapp'],
+    ...(noise === null ? {} : { noise }),
   });
   assert.ok(res.status === 200 || res.status === 201, res.text);
-  assert.ok(await saveRuleNoise(h.store.db, id, noise));
+  if (noise !== null) assert.deepEqual(res.body.noise, noise);
 }
 
 async function inbox(h: TestHerald, userId: string) {

@@ -149,17 +149,6 @@ export async function loadRulePolicies(db: Db): Promise<Map<string, NoisePolicy>
   return new Map(rows.map((r) => [r.id, toPolicy(JSON.parse(r.noise!) as RuleNoise)]));
 }
 
-/** Stores a rule's noise options (null clears them); the rule must exist. Returns whether it did. */
-export async function saveRuleNoise(db: Db, ruleId: string, noise: RuleNoise | null): Promise<boolean> {
-  const empty = noise === null || Object.keys(noise).length === 0;
-  const result = await db
-    .updateTable('rules')
-    .set({ noise: empty ? null : JSON.stringify(noise) })
-    .where('id', '=', ruleId)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
-}
-
 /** Reads a key path from an event: `source`, `type`, `severity`, `subject` or `data.<path>` (lists joined). */
 export function keyValue(event: EventRow, data: unknown, path: string): string {
   switch (path) {

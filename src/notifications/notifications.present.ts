@@ -21,6 +21,12 @@ export const Notification = Type.Object({
   url: NullableText,
   state: State,
   channels: Type.Array(Type.String()),
+  occurrences: Type.Integer({
+    description: 'How many events this notification stands for (raised by dedup_key repeats)',
+  }),
+  data: Type.Union([Type.Unknown(), Type.Null()], {
+    description: "The latest event's data, or the members of a group, digest or throttle summary",
+  }),
   created_at: Time,
   updated_at: Time,
   read_at: NullableTime,
@@ -41,6 +47,8 @@ export function presentNotification(row: NotificationRow): Notification {
     url: row.url,
     state: row.state,
     channels: JSON.parse(row.channels) as string[],
+    occurrences: row.occurrences,
+    data: row.data === null ? null : (JSON.parse(row.data) as unknown),
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
     read_at: iso(row.read_at),

@@ -3,6 +3,7 @@ import type { Db } from '../db/engine.ts';
 import { assertReferencesExist } from '../directory/references.ts';
 import { isAttributeName, isRole } from '../directory/users.validate.ts';
 import { type FieldProblem, HeraldError } from '../errors.ts';
+import { checkRuleNoise } from '../noise/options.ts';
 import { isEventPath, looksLikeEventPath } from './patterns.ts';
 import { conditionProblem } from './rules.condition.ts';
 import type { ChannelSpec, Rule, RuleRecipients } from './rules.repo.ts';
@@ -12,9 +13,10 @@ import type { ChannelSpec, Rule, RuleRecipients } from './rules.repo.ts';
  * channels exist, and the rule reaches someone. Throws `validation_failed` naming every problem's field.
  */
 export function checkRule(
-  rule: Pick<Rule, 'match' | 'recipients' | 'channels' | 'channels_by_severity'>,
+  rule: Pick<Rule, 'match' | 'recipients' | 'channels' | 'channels_by_severity' | 'noise'>,
 ): void {
   const problems: FieldProblem[] = [];
+  if (rule.noise !== undefined) problems.push(...checkRuleNoise(rule.noise, 'body.noise'));
   const condition = rule.match.condition;
   if (condition !== undefined) {
     const problem = conditionProblem(condition);

@@ -1,6 +1,7 @@
 import type { Db } from '../db/engine.ts';
 import type { RuleRow } from '../db/tables.ts';
 import type { SEVERITIES } from '../events/events.schema.ts';
+import type { RuleNoise } from '../noise/options.ts';
 
 export type Severity = (typeof SEVERITIES)[number];
 
@@ -62,6 +63,8 @@ export interface Rule {
   channels: ChannelSpec[];
   /** Channels for events of a severity, instead of `channels`. */
   channels_by_severity?: Partial<Record<Severity, ChannelSpec[]>>;
+  /** Grouping, throttling and digests for what this rule routes (see src/noise). */
+  noise?: RuleNoise;
   created_at: number;
   updated_at: number;
 }
@@ -85,6 +88,7 @@ function parseRule(row: RuleRow): Rule {
     ...(bySeverity === null
       ? {}
       : { channels_by_severity: JSON.parse(bySeverity) as Rule['channels_by_severity'] }),
+    ...(row.noise === null ? {} : { noise: JSON.parse(row.noise) as RuleNoise }),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -108,6 +112,7 @@ export async function upsertRule(
     channels: JSON.stringify(rule.channels),
     channels_by_severity:
       rule.channels_by_severity === undefined ? null : JSON.stringify(rule.channels_by_severity),
+    noise: rule.noise !== undefined && Object.keys(rule.noise).length > 0 ? JSON.stringify(rule.noise) : null,
     updated_at: now,
   };
   await db

@@ -59,6 +59,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
         recipients: body.recipients,
         channels: uniqueSpecs(body.channels),
         ...(bySeverity === undefined ? {} : { channels_by_severity: uniqueBySeverity(bySeverity) }),
+        ...(body.noise === undefined ? {} : { noise: body.noise }),
       };
       checkRule(rule);
       const now = deps.clock.now();

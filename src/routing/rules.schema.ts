@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { DirectoryId } from '../directory/users.schema.ts';
 import { SEVERITIES } from '../events/events.schema.ts';
+import { RuleNoise } from '../noise/options.ts';
 import { EVENT_PATH_REGEX, TYPE_PATTERN_REGEX } from './patterns.ts';
 
 /*
@@ -138,6 +139,7 @@ export const RuleBody = Type.Object(
     recipients: Recipients,
     channels: Channels,
     channels_by_severity: Type.Optional(ChannelsBySeverity),
+    noise: Type.Optional(RuleNoise),
   },
   { additionalProperties: false },
 );
@@ -152,6 +154,7 @@ export const RuleShape = Type.Object({
   recipients: Recipients,
   channels: Type.Array(ChannelSpec),
   channels_by_severity: Type.Optional(ChannelsBySeverity),
+  noise: Type.Optional(RuleNoise),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });

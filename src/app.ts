@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
+import { actionsRoutes } from './actions/actions.routes.ts';
 import { announcementsRoutes } from './announcements/announcements.routes.ts';
 import { Publisher } from './announcements/publisher.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
@@ -20,6 +21,7 @@ import { replayRoutes } from './delivery/replay.routes.ts';
 import type { App, Deps } from './deps.ts';
 import { groupsRoutes } from './directory/groups.routes.ts';
 import { usersRoutes } from './directory/users.routes.ts';
+import { escalationRoutes, escalationTimerHandlers } from './escalation/escalation.ts';
 import { eventsRoutes } from './events/events.routes.ts';
 import { Ingestor } from './events/ingest.ts';
 import { Authenticator } from './http/auth.ts';
@@ -125,7 +127,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
   const router = new Router(ctx);
   const dispatcher = new Dispatcher(ctx);
   const publisher = new Publisher(ctx);
-  const timers = new TimerWorker(ctx, noiseTimerHandlers(store));
+  const timers = new TimerWorker(ctx, noiseTimerHandlers(store), escalationTimerHandlers(store));
   const deps: Deps = {
     ...ctx,
     auth: new Authenticator(ctx),
@@ -150,6 +152,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         rulesRoutes,
         eventsRoutes,
         inboxRoutes,
+        actionsRoutes,
         tokensRoutes,
         endpointsRoutes,
         replayRoutes,
@@ -162,6 +165,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         unsubscribeRoutes,
         announcementsRoutes,
         noiseRoutes,
+        escalationRoutes,
       ]) {
         // Each module in its own scope: content-type parsers and hooks stay where they are declared.
         await v1.register(async (scope) => routes(scope as App, deps));

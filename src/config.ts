@@ -29,6 +29,8 @@ export interface Config {
   readonly breakerPauseSeconds: number;
   /** Failing without a success for this long disables the endpoint or provider, in seconds. */
   readonly breakerDisableAfterSeconds: number;
+  /** Slack's signing secret for interactive buttons (`HERALD_SLACK_SIGNING_SECRET`); unset refuses every request. */
+  readonly slackSigningSecret: string | undefined;
 }
 
 /** A configuration value that cannot be used; start-up stops with this message. */
@@ -93,6 +95,7 @@ export function loadConfig(env: Env = process.env): Config {
     breakerThreshold: integer(env, 'HERALD_BREAKER_THRESHOLD', 5, 1, 1000),
     breakerPauseSeconds: integer(env, 'HERALD_BREAKER_PAUSE', 30, 1, 86400),
     breakerDisableAfterSeconds: integer(env, 'HERALD_BREAKER_DISABLE_AFTER', 5 * 86400, 60, 90 * 86400),
+    slackSigningSecret: env['HERALD_SLACK_SIGNING_SECRET'] || undefined,
   });
 }
 

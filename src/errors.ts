@@ -12,6 +12,7 @@ export const ERRORS = {
   invalid_channel_config: { status: 400, title: 'The channel provider configuration cannot be used' },
   invalid_template: { status: 400, title: 'The template does not parse' },
   invalid_link: { status: 400, title: 'The link is not valid or has expired' },
+  unknown_action: { status: 400, title: 'The notification does not offer this action' },
   unauthorized: { status: 401, title: 'Missing or invalid credentials' },
   forbidden: { status: 403, title: 'These credentials may not do this' },
   not_found: { status: 404, title: 'No such resource' },
@@ -22,6 +23,10 @@ export const ERRORS = {
   idempotency_conflict: {
     status: 409,
     title: 'This event id or Idempotency-Key was already used with a different body',
+  },
+  already_responded: {
+    status: 409,
+    title: 'Someone has already responded, or the event was closed by its source',
   },
   payload_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
   uri_too_long: { status: 414, title: 'A path segment of the URL is too long' },

@@ -40,6 +40,11 @@ export function createMetrics() {
       help: 'Open inbox streams (SSE) on this node',
       registers: [registry],
     }),
+    timersOverdue: new Gauge({
+      name: 'herald_timers_overdue',
+      help: 'Durable timers (escalations, reminders, noise flushes) due more than a minute ago and not yet fired',
+      registers: [registry],
+    }),
     workerErrors: new Counter({
       name: 'herald_worker_errors_total',
       help: 'Errors caught by background workers, by worker',

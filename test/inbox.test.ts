@@ -101,6 +101,11 @@ for (const engine of ENGINES) {
         updated_at: undefined,
         read_at: null,
         archived_at: null,
+        response: null,
+        resolved_at: null,
+        resolved_by: null,
+        actions: [],
+        write_back: null,
         deliveries: [],
       },
     );

@@ -677,12 +677,18 @@ function unstored(sourceId: string, fields: Partial<EventRow>): EventRow {
     recipients: null,
     actions: null,
     dedup_key: null,
+    escalation: null,
     data: null,
     extensions: null,
     status: 'pending',
     received_at: START,
     routed_at: null,
     locked_until: 0,
+    response_policy: null,
+    callback_url: null,
+    resolution: null,
+    resolved_at: null,
+    resolved_by: null,
     ...fields,
   };
 }

@@ -22,6 +22,7 @@ for (const engine of ENGINES) {
     const fetched = await h.api('GET', '/v1/sources/erp');
     assert.equal(fetched.status, 200);
     assert.deepEqual(Object.keys(fetched.body).sort(), [
+      'callback_secret',
       'callback_url',
       'created_at',
       'id',

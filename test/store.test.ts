@@ -23,6 +23,8 @@ for (const engine of ENGINES) {
       '003_announcements',
       '004_routing',
       '005_noise',
+      '006_actions',
+      '007_escalation',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

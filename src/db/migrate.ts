@@ -6,6 +6,8 @@ import * as m002 from './migrations/002_channels.ts';
 import * as m003 from './migrations/003_announcements.ts';
 import * as m004 from './migrations/004_routing.ts';
 import * as m005 from './migrations/005_noise.ts';
+import * as m006 from './migrations/006_actions.ts';
+import * as m007 from './migrations/007_escalation.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -19,6 +21,8 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '003_announcements': m003,
   '004_routing': m004,
   '005_noise': m005,
+  '006_actions': m006,
+  '007_escalation': m007,
 };
 
 class StaticProvider implements MigrationProvider {

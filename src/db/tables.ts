@@ -11,6 +11,8 @@ export interface SourcesTable {
   id: string;
   name: string;
   callback_url: string | null;
+  /** `whsec_` secret that write-backs to this source are signed with (Standard Webhooks). */
+  callback_secret: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -111,6 +113,8 @@ export interface EventsTable {
   recipients: string | null;
   actions: string | null;
   dedup_key: string | null;
+  /** JSON escalation options the event carried (`escalation_policy`, `reminders`, `aging`). */
+  escalation: string | null;
   data: string | null;
   /** CloudEvents attributes Herald has no field for (source URI, extensions, datacontenttype). */
   extensions: string | null;
@@ -118,9 +122,19 @@ export interface EventsTable {
   received_at: number;
   routed_at: number | null;
   locked_until: number;
+  /** `first` (null), `all`, or JSON `{"quorum": n}`: how many responses close the event. */
+  response_policy: string | null;
+  /** Where responses are written back to, instead of the source's callback URL. */
+  callback_url: string | null;
+  /** How the event was closed: `responded`, `acknowledged`, `resolved` or `cancelled`; null while open. */
+  resolution: string | null;
+  resolved_at: number | null;
+  /** Who closed it: `user:<id>` or `source:<id>`. */
+  resolved_by: string | null;
 }
 
-export type NotificationState = 'unread' | 'read' | 'archived';
+/** `resolved`: someone responded to it (or the source closed its event); set by Herald, never by the user. */
+export type NotificationState = 'unread' | 'read' | 'archived' | 'resolved';
 
 export interface NotificationsTable {
   id: string;
@@ -150,6 +164,11 @@ export interface NotificationsTable {
   last_event_id: string | null;
   /** JSON: the latest event data (deduplicated), or the members of a group, digest or throttle summary. */
   data: string | null;
+  /** JSON `{action, comment, by, at}`: this recipient's response, or the one that closed the event. */
+  response: string | null;
+  resolved_at: number | null;
+  /** The name of who handled it ("handled by ..."), or the source that closed the event. */
+  resolved_by: string | null;
 }
 
 export type EndpointKind = 'webhook' | 'slack' | 'teams';
@@ -302,6 +321,8 @@ export interface RulesTable {
   channels_by_severity: string | null;
   /** Noise options (JSON: group, throttle, digest); see src/noise/options.ts. */
   noise: string | null;
+  /** Escalation options (JSON: escalation_policy, reminders, aging); see src/escalation/options.ts. */
+  escalation: string | null;
   created_at: number;
   updated_at: number;
 }
@@ -464,6 +485,54 @@ export interface NoiseSettingsTable {
   updated_at: number;
 }
 
+/** A named escalation policy: levels of targets and channels, each due some time after the previous one. */
+export interface EscalationPoliciesTable {
+  id: string;
+  name: string | null;
+  /** JSON array of levels `{after, targets, channels}` (after in ms). */
+  levels: string;
+  /** How many times the levels run again after the last one. */
+  repeat: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export type EscalationStatus = 'active' | 'stopped' | 'exhausted';
+
+/** One event's escalation and deadline timers: the frozen policy, its options and the steps taken. */
+export interface EscalationsTable {
+  event_id: string;
+  policy_id: string | null;
+  /** JSON copy of the policy as it was when the event was routed; null when only reminders/aging apply. */
+  policy: string | null;
+  /** JSON `{reminders, aging, due_at}` as resolved at routing. */
+  options: string;
+  status: EscalationStatus;
+  /** JSON array of steps `{kind, level?, round?, at, targets, notified}`. */
+  steps: string;
+  stopped_reason: string | null;
+  stopped_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** A recipient's response to an actionable notification; written back to the source by `delivery_id`. */
+export interface ResponsesTable {
+  id: string;
+  event_id: string;
+  notification_id: string;
+  user_id: string;
+  action: string;
+  comment: string | null;
+  /** JSON `{id, name, email}` of the responder as they were when responding. */
+  responder: string;
+  /** `api`, `link` (email or push) or `slack`. */
+  via: string;
+  at: number;
+  /** The write-back delivery; null when neither the event nor its source has a callback URL. */
+  delivery_id: string | null;
+}
+
 export interface Database {
   sources: SourcesTable;
   credentials: CredentialsTable;
@@ -496,6 +565,9 @@ export interface Database {
   noise_buckets: NoiseBucketsTable;
   noise_held: NoiseHeldTable;
   noise_settings: NoiseSettingsTable;
+  responses: ResponsesTable;
+  escalation_policies: EscalationPoliciesTable;
+  escalations: EscalationsTable;
 }
 
 export type EventRow = Selectable<EventsTable>;
@@ -512,3 +584,4 @@ export type DeviceRow = Selectable<DevicesTable>;
 export type TemplateRow = Selectable<TemplatesTable>;
 export type SubscriptionRow = Selectable<SubscriptionsTable>;
 export type AnnouncementRow = Selectable<AnnouncementsTable>;
+export type ResponseRow = Selectable<ResponsesTable>;

@@ -7,6 +7,8 @@ export type AttemptRow = Selectable<AttemptsTable>;
 
 // A literal, not a bound parameter: only then can SQLite use the partial index `deliveries_due`.
 const PENDING = sql.lit<'pending'>('pending');
+// Also a literal, so SQLite can use the partial index `deliveries_callback_lane`.
+const CALLBACK = sql.lit<string>('callback');
 
 /*
  * A manual resend sets a finished delivery back to pending and leaves its completed_at alone: a pending delivery
@@ -44,6 +46,23 @@ export async function claimDueDeliveries(store: Store, options: ClaimOptions): P
     .where('next_attempt_at', '<=', options.now)
     .where('locked_until', '<=', options.now);
   if (options.excludeLanes.length > 0) due = due.where('lane', 'not in', [...options.excludeLanes]);
+  // A write-back waits while an older one of its lane (its event) is pending: the source gets them in order.
+  due = due.where((eb) =>
+    eb.or([
+      eb('channel', '!=', CALLBACK),
+      eb.not(
+        eb.exists(
+          eb
+            .selectFrom('deliveries as older')
+            .select('older.id')
+            .where('older.lane', '=', eb.ref('deliveries.lane'))
+            .where('older.status', '=', PENDING)
+            .where('older.channel', '=', CALLBACK)
+            .where('older.id', '<', eb.ref('deliveries.id')),
+        ),
+      ),
+    ]),
+  );
   const candidates = store.lockForClaim(due.orderBy('next_attempt_at').limit(options.scan));
   const ranked = db
     .selectFrom(candidates.as('c'))

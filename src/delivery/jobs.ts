@@ -1,3 +1,5 @@
+import { actionLinkUrl, LINK_TTL_MS } from '../actions/links.ts';
+import { loadCallbackTargets } from '../actions/writeback.ts';
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { Message } from '../channels/channel.ts';
 import { isUserChannel } from '../channels/registry.ts';
@@ -24,6 +26,8 @@ export type Target =
       providers: ProviderRow[];
     }
   | { kind: 'push'; message: Message; devices: DeviceRow[]; providers: ProviderRow[] }
+  /** A response written back to its source (see src/actions/writeback.ts). */
+  | { kind: 'callback'; url: string; secret: string; body: string }
   /** Nothing can be sent (no email address, no device, no provider): recorded as a failed attempt. */
   | { kind: 'none'; reason: string };
 
@@ -58,6 +62,7 @@ export async function prepareJobs(
     (await findEvents(db, unique(claimed.map((d) => d.event_id)))).map((e) => [e.id, e]),
   );
   const users = await loadUserTargets(db, claimed);
+  const callbacks = await loadCallbackTargets(db, claimed, events);
   const jobs: Job[] = [];
   const cancelled: { delivery: DeliveryRow; reason: string }[] = [];
   const bodies = new Map<string, string>();
@@ -65,6 +70,13 @@ export async function prepareJobs(
     const event = events.get(delivery.event_id);
     if (event === undefined) {
       cancelled.push({ delivery, reason: 'event deleted' });
+      continue;
+    }
+    const callback = callbacks.get(delivery.id);
+    if (callback !== undefined) {
+      const target: Target =
+        typeof callback === 'string' ? { kind: 'none', reason: callback } : { kind: 'callback', ...callback };
+      jobs.push(newJob(delivery, target));
       continue;
     }
     if (delivery.endpoint_id === null) {
@@ -150,6 +162,23 @@ function userTarget(
     unsubscribeUrl: channel === 'email' ? unsubscribeUrl(ctx, keys, user, event) : null,
     publicUrl: ctx.config.publicUrl,
   });
+  if (channel === 'email' || channel === 'push') {
+    // Email links open a confirmation page; a push service worker POSTs the same URL from its action button.
+    const expiresAt = ctx.clock.now() + LINK_TTL_MS;
+    message.actions = message.actions.map((a) => ({
+      ...a,
+      url: actionLinkUrl(ctx.config.publicUrl, keys, {
+        notificationId: notification.id,
+        userId: user.id,
+        action: a.id,
+        expiresAt,
+      }),
+    }));
+    // The web push payload carries `data` but not action URLs: the service worker finds them here.
+    if (channel === 'push') {
+      for (const a of message.actions) message.data[`action_url.${a.id}`] = a.url!;
+    }
+  }
   if (templateError !== null) {
     ctx.log.warn(
       { delivery: delivery.id, error: templateError },

@@ -76,6 +76,19 @@ export class Senders {
         );
         return { result: sent, tries: [{ providerId: null, at, result: sent }], goneDevices: [] };
       }
+      case 'callback': {
+        const sent = await sendWebhook(
+          { url: target.url, secret: target.secret, msgId: job.delivery.msg_id, body: target.body, at },
+          {
+            dispatcher: this.#options.dispatcher,
+            timeoutMs: this.#options.timeoutMs,
+            now: this.#options.now,
+          },
+        );
+        // A callback is no endpoint: a 410 or `webhook-delivery: disable` only ends this write-back.
+        const final = { ...sent, disableEndpoint: null };
+        return { result: final, tries: [{ providerId: null, at, result: sent }], goneDevices: [] };
+      }
       case 'chat': {
         const sent = await this.#chatSender(target.endpoint.kind).send(target.message, target.endpoint.url);
         const final = { ...sent, disableEndpoint: sent.addressGone ? ('gone' as const) : null };

@@ -1,5 +1,7 @@
+import { policyOf, presentPolicy } from '../actions/policy.ts';
 import { iso } from '../clock.ts';
 import type { EventRow } from '../db/tables.ts';
+import type { Action } from './events.schema.ts';
 
 function parse<T>(text: string | null): T | null {
   return text === null ? null : (JSON.parse(text) as T);
@@ -20,12 +22,17 @@ export function presentEvent(row: EventRow) {
     url: row.url,
     due_at: iso(row.due_at),
     recipients: parse<{ users?: string[]; groups?: string[] }>(row.recipients),
-    actions: parse<{ id: string; label: string }[]>(row.actions),
+    actions: parse<Action[]>(row.actions),
+    response_policy: presentPolicy(policyOf(row)),
+    callback_url: row.callback_url,
     dedup_key: row.dedup_key,
     data: parse<unknown>(row.data),
     extensions: parse<Record<string, unknown>>(row.extensions),
     received_at: iso(row.received_at),
     status: row.status,
+    resolution: row.resolution,
+    resolved_at: iso(row.resolved_at),
+    resolved_by: row.resolved_by,
   };
 }
 

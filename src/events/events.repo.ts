@@ -69,7 +69,17 @@ export async function listEvents(db: Db, filter: EventFilter): Promise<EventRow[
 export async function notificationsOfEvent(db: Db, eventId: string) {
   return db
     .selectFrom('notifications')
-    .select(['id', 'user_id', 'state', 'channels', 'created_at', 'updated_at', 'read_at'])
+    .select([
+      'id',
+      'user_id',
+      'state',
+      'channels',
+      'created_at',
+      'updated_at',
+      'read_at',
+      'resolved_at',
+      'resolved_by',
+    ])
     .where('event_id', '=', eventId)
     .orderBy('user_id')
     .limit(1000)

@@ -1,10 +1,15 @@
+import type { BlockList } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { responsesWithWriteBack } from '../actions/view.ts';
 import { iso } from '../clock.ts';
 import { listDeliveriesForEvent } from '../delivery/deliveries.repo.ts';
+import { allowList, checkUrl } from '../delivery/ssrf.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound, toProblem } from '../errors.ts';
+import { presentEscalation } from '../escalation/escalation.ts';
 import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
+import { eventActionsRoutes } from './event-actions.routes.ts';
 import { presentEvent } from './events.present.ts';
 import { findEvent, listEvents, notificationsOfEvent, routingDecision } from './events.repo.ts';
 import { Accepted, BatchRequest, CloudEvent, NativeEvent } from './events.schema.ts';
@@ -32,6 +37,7 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   const publish = { preHandler: deps.auth.require('source') };
+  const allow = allowList(deps.config.outboundAllow);
   // The body is validated by the handler (per format, and item by item in a batch), not by Fastify;
   // the schema is still declared so the OpenAPI document describes it.
   const documentedOnly = () => () => true;
@@ -54,7 +60,9 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       const key = idempotencyKey(request);
       if (isBatchedCloudEvents(request))
         throw new HeraldError('unsupported_media_type', 'Send batches to /v1/events/batch');
-      const [result] = await deps.ingest.submit([toIncoming(request, key)]);
+      const incoming = toIncoming(request, key);
+      await checkCallbackUrl(incoming, allow);
+      const [result] = await deps.ingest.submit([incoming]);
       if (!result!.ok) throw result!.error;
       return reply.code(202).send(accepted(result!));
     },
@@ -85,6 +93,11 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
           throw error;
         }
       });
+      for (const [index, e] of incoming.entries()) {
+        if (e instanceof HeraldError) continue;
+        const refused = await checkCallbackUrl(e, allow).catch((error: unknown) => error);
+        if (refused instanceof HeraldError) incoming[index] = refused;
+      }
       const valid = incoming.filter((e): e is IncomingEvent => !(e instanceof HeraldError));
       const stored = valid.length > 0 ? await deps.ingest.submit(valid) : [];
       let next = 0;
@@ -118,11 +131,13 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       if (event === undefined || (principal.kind === 'source' && principal.sourceId !== event.source_id)) {
         throw notFound('Event', request.params.id);
       }
-      const [routing, notifications, deliveries] = await Promise.all([
+      const [routing, notifications, deliveries, escalation] = await Promise.all([
         routingDecision(deps.store.db, event.id),
         notificationsOfEvent(deps.store.db, event.id),
         listDeliveriesForEvent(deps.store.db, event.id),
+        presentEscalation(deps.store.db, event.id),
       ]);
+      const responses = await responsesWithWriteBack(deps.store.db, event.id);
       return {
         ...presentEvent(event),
         routed_at: iso(event.routed_at),
@@ -134,8 +149,13 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
           channels: JSON.parse(n.channels) as string[],
           created_at: iso(n.created_at),
           read_at: iso(n.read_at),
+          resolved_at: iso(n.resolved_at),
+          resolved_by: n.resolved_by,
         })),
+        responses,
+        write_back: responses.at(-1)?.write_back ?? null,
         deliveries,
+        escalation,
       };
     },
   );
@@ -173,6 +193,13 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       return toPage(rows, limit, (r) => r.id, presentEvent);
     },
   );
+
+  await eventActionsRoutes(app, deps);
+}
+
+/** Refuses an event whose write-back URL points at an address Herald may not reach (SSRF). */
+async function checkCallbackUrl(event: IncomingEvent, allow: BlockList): Promise<void> {
+  if (event.callbackUrl !== null) await checkUrl(event.callbackUrl, allow);
 }
 
 function principalSource(request: FastifyRequest): { sourceId: string } {

@@ -1,6 +1,7 @@
 import { type Static, Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { FieldProblem } from '../errors.ts';
+import { EscalationFields } from '../escalation/options.ts';
 
 export const SEVERITIES = ['info', 'warning', 'error', 'critical'] as const;
 
@@ -23,11 +24,33 @@ export const Recipients = Type.Object(
 
 export const Action = Type.Object(
   {
-    id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_\\-]+$' }),
+    id: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: '^[A-Za-z0-9_\\-]+$',
+      description: '`approve`, `reject`, `acknowledge`, `comment`, `request_info`, or an id of your own',
+    }),
     label: Type.String({ minLength: 1, maxLength: 100 }),
+    comment: Type.Optional(
+      Type.Union([Type.Literal('required'), Type.Literal('optional')], {
+        description: 'Whether responding asks for a comment; `required` refuses a response without one',
+      }),
+    ),
+    confirm: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 300, description: 'A question to confirm before responding' }),
+    ),
   },
   { additionalProperties: false },
 );
+export type Action = Static<typeof Action>;
+
+/** How many responses close an event: the first (default), every recipient's, or a quorum. */
+export const ResponsePolicy = Type.Union([
+  Type.Literal('first'),
+  Type.Literal('all'),
+  Type.Object({ quorum: Type.Integer({ minimum: 1, maximum: 1000 }) }, { additionalProperties: false }),
+]);
+export type ResponsePolicy = Static<typeof ResponsePolicy>;
 
 /** The fields of an event besides its type and id, shared by the native format and CloudEvents extensions. */
 const HeraldFields = {
@@ -45,6 +68,8 @@ const HeraldFields = {
   due_at: Type.Optional(Type.String({ format: 'date-time' })),
   recipients: Type.Optional(Recipients),
   actions: Type.Optional(Type.Array(Action, { maxItems: 10 })),
+  response_policy: Type.Optional(ResponsePolicy),
+  callback_url: Type.Optional(HttpUrl),
   dedup_key: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
 };
 
@@ -56,6 +81,7 @@ export const NativeEvent = Type.Object(
     /** Optional; when present it must name the publishing source itself. */
     source: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     ...HeraldFields,
+    ...EscalationFields,
     data: Type.Optional(Type.Unknown()),
   },
   { additionalProperties: false },

@@ -193,11 +193,18 @@ function toRow(e: IncomingEvent, now: number): NewEvent {
     recipients: json(e.recipients),
     actions: json(e.actions),
     dedup_key: e.dedupKey,
+    escalation: json(e.escalation),
     data: json(e.data),
     extensions: json(e.extensions),
     status: 'pending',
     received_at: now,
     routed_at: null,
     locked_until: 0,
+    response_policy:
+      e.responsePolicy === null || e.responsePolicy === 'first' ? null : json(e.responsePolicy),
+    callback_url: e.callbackUrl,
+    resolution: null,
+    resolved_at: null,
+    resolved_by: null,
   };
 }

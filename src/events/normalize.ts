@@ -1,6 +1,14 @@
 import { type FieldProblem, HeraldError } from '../errors.ts';
+import { type EscalationOptions, pickEscalation } from '../escalation/options.ts';
 import { sha256 } from '../ids.ts';
-import { type CloudEvent, checkCloudEvent, checkNative, type NativeEvent } from './events.schema.ts';
+import {
+  type Action,
+  type CloudEvent,
+  checkCloudEvent,
+  checkNative,
+  type NativeEvent,
+  type ResponsePolicy,
+} from './events.schema.ts';
 
 /** An event as received, validated and reduced to Herald's fields; not yet stored. */
 export interface IncomingEvent {
@@ -18,8 +26,13 @@ export interface IncomingEvent {
   url: string | null;
   dueAt: number | null;
   recipients: { users?: string[]; groups?: string[] } | null;
-  actions: { id: string; label: string }[] | null;
+  actions: Action[] | null;
+  responsePolicy: ResponsePolicy | null;
+  /** Where responses are written back, instead of the source's callback URL. */
+  callbackUrl: string | null;
   dedupKey: string | null;
+  /** Escalation options of a native event (src/escalation/options.ts). */
+  escalation?: EscalationOptions | undefined;
   data: unknown;
   extensions: Record<string, unknown> | null;
   /** Hash of what was sent, to tell an honest retry from a different event reusing the id. */
@@ -87,7 +100,10 @@ export function fromNative(
     dueAt: ms(event.due_at),
     recipients: event.recipients ?? null,
     actions: event.actions ?? null,
+    responsePolicy: event.response_policy ?? null,
+    callbackUrl: event.callback_url ?? null,
     dedupKey: event.dedup_key ?? null,
+    escalation: pickEscalation(event),
     data: event.data ?? null,
     extensions: null,
     bodyHash: sha256(canonicalJson(body)),
@@ -95,8 +111,13 @@ export function fromNative(
 }
 
 // Herald's own fields, as they may appear among a CloudEvent's attributes. CloudEvents attribute names are
-// lower-case letters and digits only, so `due_at` and `dedup_key` are also accepted as `dueat` and `dedupkey`.
-const CE_ALIASES: Record<string, string> = { dueat: 'due_at', dedupkey: 'dedup_key' };
+// lower-case letters and digits only, so `due_at`, `dedup_key` and the like are also accepted without `_`.
+const CE_ALIASES: Record<string, string> = {
+  dueat: 'due_at',
+  dedupkey: 'dedup_key',
+  responsepolicy: 'response_policy',
+  callbackurl: 'callback_url',
+};
 const CE_CORE = new Set(['specversion', 'id', 'source', 'type', 'data', 'data_base64']);
 const HERALD_FIELDS = new Set([
   'subject',
@@ -108,6 +129,8 @@ const HERALD_FIELDS = new Set([
   'due_at',
   'recipients',
   'actions',
+  'response_policy',
+  'callback_url',
   'dedup_key',
 ]);
 
@@ -157,6 +180,8 @@ export function fromCloudEvent(
     dueAt: ms(ce.due_at),
     recipients: ce.recipients ?? null,
     actions: ce.actions ?? null,
+    responsePolicy: ce.response_policy ?? null,
+    callbackUrl: ce.callback_url ?? null,
     dedupKey: ce.dedup_key ?? null,
     data,
     extensions,

@@ -71,6 +71,9 @@ const POLL_MS = 1_000;
 // delete-then-fire transaction makes sure only one of them does.
 const LEASE_MS = 30_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
+// `herald_timers_overdue` counts timers this late, looked at no more often than every OVERDUE_CHECK_MS.
+const OVERDUE_MS = 60_000;
+const OVERDUE_CHECK_MS = 15_000;
 
 /** The loop that fires due timers with the handler registered for their kind. */
 export class TimerWorker {
@@ -79,10 +82,19 @@ export class TimerWorker {
   readonly #loop: WorkerLoop;
   #released = false;
   #claimed = 0;
+  #checkedOverdue = 0;
 
-  constructor(ctx: Context, handlers: Record<string, TimerHandler>) {
+  /** `handlers` by timer kind; several modules' registries may be given (a kind must appear in one only). */
+  constructor(ctx: Context, ...handlers: Record<string, TimerHandler>[]) {
     this.#ctx = ctx;
-    this.#handlers = new Map(Object.entries(handlers));
+    const all = new Map<string, TimerHandler>();
+    for (const registry of handlers) {
+      for (const [kind, handler] of Object.entries(registry)) {
+        if (all.has(kind)) throw new Error(`two handlers for timers of kind "${kind}"`);
+        all.set(kind, handler);
+      }
+    }
+    this.#handlers = all;
     this.#loop = new WorkerLoop('timers', ctx, () => this.#tick(), POLL_MS);
   }
 
@@ -166,8 +178,23 @@ export class TimerWorker {
     }
   }
 
+  /** Counts timers overdue by more than a minute into `herald_timers_overdue`; returns the count. */
+  async checkOverdue(): Promise<number> {
+    const { store, clock, metrics } = this.#ctx;
+    const now = clock.now();
+    this.#checkedOverdue = now;
+    const row = await store.db
+      .selectFrom('timers')
+      .select(sql<number>`count(*)`.as('n'))
+      .where('due_at', '<', now - OVERDUE_MS)
+      .executeTakeFirstOrThrow();
+    metrics.timersOverdue.set(Number(row.n));
+    return Number(row.n);
+  }
+
   async #tick(): Promise<TickResult> {
     await this.runOnce();
+    if (this.#ctx.clock.now() - this.#checkedOverdue >= OVERDUE_CHECK_MS) await this.checkOverdue();
     if (this.#claimed === BATCH) return 'busy';
     const next = await this.#ctx.store.db
       .selectFrom('timers')

@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { actionViews } from '../actions/view.ts';
 import type { App, Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
 import type { Principal } from '../http/auth.ts';
@@ -52,7 +53,16 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
       const { state, limit = 50, cursor } = request.query;
       const filter = { state, before: decodeCursor(cursor), limit };
       const rows = await listNotifications(deps.store.db, me(request.principal), filter);
-      return toPage(rows, limit, (row) => row.id, presentNotification);
+      const views = await actionViews(deps.store.db, rows.slice(0, limit));
+      return toPage(
+        rows,
+        limit,
+        (row) => row.id,
+        (row) => ({
+          ...presentNotification(row),
+          ...views.get(row.id),
+        }),
+      );
     },
   );
 
@@ -99,8 +109,15 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => {
       const row = await findNotification(deps.store.db, me(request.principal), request.params.id);
       if (row === undefined) throw notFound('Notification', request.params.id);
-      const deliveries = await deliveriesOfNotification(deps.store.db, row.user_id, row.id);
-      return { ...presentNotification(row), deliveries: deliveries.map(presentChannelStatus) };
+      const [deliveries, views] = await Promise.all([
+        deliveriesOfNotification(deps.store.db, row.user_id, row.id),
+        actionViews(deps.store.db, [row]),
+      ]);
+      return {
+        ...presentNotification(row),
+        ...views.get(row.id),
+        deliveries: deliveries.map(presentChannelStatus),
+      };
     },
   );
 

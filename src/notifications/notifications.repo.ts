@@ -63,6 +63,8 @@ export function stateChange(row: Pick<NotificationRow, 'read_at'>, state: Notifi
       return { state, read_at: row.read_at ?? now, archived_at: null };
     case 'archived':
       return { state, archived_at: now };
+    case 'resolved':
+      return { state, resolved_at: now };
   }
 }
 

@@ -13,11 +13,13 @@ const ACTIONS: Record<NotificationState, string> = {
   unread: 'notification.unread',
   read: 'notification.read',
   archived: 'notification.archived',
+  resolved: 'notification.resolved',
 };
 
 /**
  * Moves one of `userId`'s notifications to `state`; answers 404 for anyone else's. Setting the state it
- * already has changes nothing (no new position, no audit entry).
+ * already has changes nothing (no new position, no audit entry), and neither does marking a resolved one read
+ * or unread: it stays resolved until archived.
  */
 export async function changeState(
   ctx: Context,
@@ -28,12 +30,12 @@ export async function changeState(
   const { row, changed } = await ctx.store.db.transaction().execute(async (trx) => {
     const before = await findNotification(trx, userId, id);
     if (before === undefined) throw notFound('Notification', id);
-    if (before.state === state) return { row: before, changed: false };
+    if (unchanged(before, state)) return { row: before, changed: false };
     const seq = await ctx.store.allocateSeq(trx, 1);
     // Read again now that the allocator's lock is held: no other change of this row can be in flight.
     const current = (await findNotification(trx, userId, id)) ?? before;
     // Someone made the same change meanwhile; the position just taken stays unused, a harmless gap.
-    if (current.state === state) return { row: current, changed: false };
+    if (unchanged(current, state)) return { row: current, changed: false };
     const now = ctx.clock.now();
     const updated = await updateState(trx, current, state, seq, now);
     await appendAudit(trx, {
@@ -49,6 +51,9 @@ export async function changeState(
   if (changed) ctx.store.notifier.publish('inbox', userId);
   return row;
 }
+
+const unchanged = (row: NotificationRow, state: NotificationState) =>
+  row.state === state || (row.state === 'resolved' && state !== 'archived');
 
 /** Marks every unread notification of `userId` read; returns how many changed. */
 export async function markAllRead(ctx: Context, userId: string): Promise<number> {

@@ -100,12 +100,18 @@ export function unstoredEvent(e: IncomingEvent, now: number): EventRow {
     recipients: json(e.recipients),
     actions: json(e.actions),
     dedup_key: e.dedupKey,
+    escalation: json(e.escalation),
     data: json(e.data),
     extensions: json(e.extensions),
     status: 'pending',
     received_at: now,
     routed_at: null,
     locked_until: 0,
+    response_policy: null,
+    callback_url: null,
+    resolution: null,
+    resolved_at: null,
+    resolved_by: null,
   };
 }
 

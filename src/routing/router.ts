@@ -3,6 +3,7 @@ import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
+import { startEscalations } from '../escalation/start.ts';
 import { newId } from '../ids.ts';
 import { applyNoise } from '../noise/apply.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
@@ -132,6 +133,8 @@ export class Router {
       },
       now,
     );
+    // Escalation (src/escalation): freezes each event's policy onto it and schedules its timers.
+    await startEscalations(trx, { events, decisions, rules, notifications }, now);
     await markRouted(
       trx,
       events.map((e) => e.id),

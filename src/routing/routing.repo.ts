@@ -1,4 +1,5 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
+import { insertInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 
@@ -44,24 +45,17 @@ export async function enabledEndpoints(db: Db): Promise<{ id: string; kind: stri
   return rows.map((r) => ({ id: r.id, kind: r.kind, types: JSON.parse(r.types) as string[] }));
 }
 
-// Chunk sizes keep every statement inside SQLite's limit of 32,766 bound values.
-const CHUNK = 1000;
-
 /** Inserts notifications, skipping any (event, user) pair that exists: one event never notifies a person twice. */
-export async function insertNotifications(
+export function insertNotifications(
   trx: Transaction<Database>,
   rows: Insertable<Database['notifications']>[],
 ): Promise<number> {
-  let inserted = 0;
-  for (let i = 0; i < rows.length; i += CHUNK) {
-    const result = await trx
+  return insertInChunks(trx, rows, (chunk) =>
+    trx
       .insertInto('notifications')
-      .values(rows.slice(i, i + CHUNK))
-      .onConflict((oc) => oc.columns(['event_id', 'user_id']).doNothing())
-      .executeTakeFirst();
-    inserted += Number(result.numInsertedOrUpdatedRows ?? 0);
-  }
-  return inserted;
+      .values(chunk)
+      .onConflict((oc) => oc.columns(['event_id', 'user_id']).doNothing()),
+  );
 }
 
 /** Inserts webhook deliveries, skipping any (event, endpoint) pair that exists. */
@@ -69,14 +63,16 @@ export async function insertDeliveries(
   trx: Transaction<Database>,
   rows: Insertable<Database['deliveries']>[],
 ): Promise<void> {
-  for (let i = 0; i < rows.length; i += CHUNK) {
-    await trx
+  await insertInChunks(trx, rows, (chunk) =>
+    trx
       .insertInto('deliveries')
-      .values(rows.slice(i, i + CHUNK))
-      .onConflict((oc) => oc.columns(['event_id', 'endpoint_id']).doNothing())
-      .execute();
-  }
+      .values(chunk)
+      .onConflict((oc) => oc.columns(['event_id', 'endpoint_id']).doNothing()),
+  );
 }
+
+// Keeps every statement inside SQLite's limit of 32,766 bound values.
+const CHUNK = 1000;
 
 /** Marks a batch of events routed (their decisions are in the audit log, `event.routed`). */
 export async function markRouted(trx: Transaction<Database>, ids: string[], now: number): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Db } from '../db/engine.ts';
 import type { RuleRow } from '../db/tables.ts';
+import type { EscalationOptions } from '../escalation/options.ts';
 import type { SEVERITIES } from '../events/events.schema.ts';
 import type { RuleNoise } from '../noise/options.ts';
 
@@ -65,6 +66,8 @@ export interface Rule {
   channels_by_severity?: Partial<Record<Severity, ChannelSpec[]>>;
   /** Grouping, throttling and digests for what this rule routes (see src/noise). */
   noise?: RuleNoise;
+  /** Escalation policy, reminders and aging for what this rule routes (see src/escalation). */
+  escalation?: EscalationOptions;
   created_at: number;
   updated_at: number;
 }
@@ -89,6 +92,7 @@ function parseRule(row: RuleRow): Rule {
       ? {}
       : { channels_by_severity: JSON.parse(bySeverity) as Rule['channels_by_severity'] }),
     ...(row.noise === null ? {} : { noise: JSON.parse(row.noise) as RuleNoise }),
+    ...(row.escalation === null ? {} : { escalation: JSON.parse(row.escalation) as EscalationOptions }),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -113,6 +117,7 @@ export async function upsertRule(
     channels_by_severity:
       rule.channels_by_severity === undefined ? null : JSON.stringify(rule.channels_by_severity),
     noise: rule.noise !== undefined && Object.keys(rule.noise).length > 0 ? JSON.stringify(rule.noise) : null,
+    escalation: rule.escalation === undefined ? null : JSON.stringify(rule.escalation),
     updated_at: now,
   };
   await db

@@ -3,6 +3,8 @@ import { appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound } from '../errors.ts';
+import { assertEscalation } from '../escalation/check.ts';
+import { pickEscalation } from '../escalation/options.ts';
 import { NativeEvent } from '../events/events.schema.ts';
 import { fromNative } from '../events/normalize.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery } from '../http/pagination.ts';
@@ -22,8 +24,8 @@ function uniqueBySeverity(bySeverity: NonNullable<Rule['channels_by_severity']>)
   );
 }
 
-function presentRule(rule: Rule) {
-  return { ...rule, created_at: iso(rule.created_at), updated_at: iso(rule.updated_at) };
+function presentRule({ escalation, ...rule }: Rule) {
+  return { ...rule, ...escalation, created_at: iso(rule.created_at), updated_at: iso(rule.updated_at) };
 }
 
 /** Admin API for routing rules: which events reach whom, on which channels. */
@@ -61,10 +63,13 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
         ...(bySeverity === undefined ? {} : { channels_by_severity: uniqueBySeverity(bySeverity) }),
         ...(body.noise === undefined ? {} : { noise: body.noise }),
       };
+      const escalation = pickEscalation(body);
+      if (escalation !== undefined) rule.escalation = escalation;
       checkRule(rule);
       const now = deps.clock.now();
       const { saved, created } = await db.transaction().execute(async (trx) => {
         await assertRuleReferences(trx, rule.recipients);
+        await assertEscalation(trx, rule.escalation, 'body.');
         const created = await upsertRule(trx, rule, now);
         await appendAudit(trx, {
           at: now,

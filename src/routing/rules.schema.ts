@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { DirectoryId } from '../directory/users.schema.ts';
+import { EscalationFields } from '../escalation/options.ts';
 import { SEVERITIES } from '../events/events.schema.ts';
 import { RuleNoise } from '../noise/options.ts';
 import { EVENT_PATH_REGEX, TYPE_PATTERN_REGEX } from './patterns.ts';
@@ -140,6 +141,7 @@ export const RuleBody = Type.Object(
     channels: Channels,
     channels_by_severity: Type.Optional(ChannelsBySeverity),
     noise: Type.Optional(RuleNoise),
+    ...EscalationFields,
   },
   { additionalProperties: false },
 );
@@ -155,6 +157,7 @@ export const RuleShape = Type.Object({
   channels: Type.Array(ChannelSpec),
   channels_by_severity: Type.Optional(ChannelsBySeverity),
   noise: Type.Optional(RuleNoise),
+  ...EscalationFields,
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });

@@ -8,6 +8,7 @@ export function presentSource(row: SourceRow) {
     id: row.id,
     name: row.name,
     callback_url: row.callback_url,
+    callback_secret: row.callback_secret,
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
   };

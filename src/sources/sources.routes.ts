@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts';
+import { newWebhookSecret } from '../delivery/webhook.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
@@ -38,6 +39,7 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
           id,
           name,
           callback_url: callbackUrl,
+          callback_secret: newWebhookSecret(),
           created_at: now,
           updated_at: now,
         });

@@ -39,6 +39,9 @@ const SourceFields = {
   id: Type.String(),
   name: Type.String(),
   callback_url: Type.Union([Type.String(), Type.Null()]),
+  callback_secret: Type.Union([Type.String(), Type.Null()], {
+    description: 'The `whsec_` secret write-backs are signed with (Standard Webhooks); admins only',
+  }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 };

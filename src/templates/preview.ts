@@ -95,12 +95,18 @@ function sampleEvent(input: PreviewBody['event'], now: number): EventRow {
     recipients: null,
     actions: input.actions === undefined ? null : JSON.stringify(input.actions),
     dedup_key: null,
+    escalation: null,
     data: input.data === undefined ? null : JSON.stringify(input.data),
     extensions: null,
     status: 'routed',
     received_at: now,
     routed_at: now,
     locked_until: 0,
+    response_policy: null,
+    callback_url: null,
+    resolution: null,
+    resolved_at: null,
+    resolved_by: null,
   };
 }
 

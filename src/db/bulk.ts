@@ -1,0 +1,112 @@
+import { type Compilable, CompiledQuery } from 'kysely';
+import type { Db } from './engine.ts';
+
+/*
+ * Kysely turns every value of a multi-row insert into a node and compiles the whole statement again on each
+ * call, and SQLite prepares a new statement for each row count it has not seen lately. For the router's
+ * thousands of notifications per batch that cost rivalled the insert itself. Here the statement text is
+ * compiled once per shape (the query, its columns, its row count) and the rows go in chunks of a few fixed
+ * sizes, so the compiled text and the prepared statement are both reused.
+ */
+
+/** The most rows one statement inserts: 256 rows of 20 columns stay far inside both engines' bound-value limits. */
+const MOST_ROWS = 256;
+// Compiled texts, keyed by the one-row text (which names the query and its dialect) and the row count.
+const texts = new Map<string, string>();
+const MOST_TEXTS = 500;
+
+/**
+ * Inserts `rows` with the insert `build` makes of them (for example `insertInto(...).values(rows)` with an
+ * `onConflict` clause, and nothing else that takes a bound value); returns how many rows were inserted. Every
+ * value must be a plain value, not an expression. A column a row leaves undefined takes its default, as it
+ * does with Kysely on PostgreSQL. Row order is kept among rows that set the same columns.
+ */
+export async function insertInChunks<R extends object>(
+  db: Db,
+  rows: readonly R[],
+  build: (rows: R[]) => Compilable<unknown>,
+): Promise<number> {
+  let inserted = 0;
+  for (const { columns, rows: group } of groupByColumns(rows)) {
+    const template = Object.fromEntries(columns.map((column) => [column, column])) as R;
+    const shape = build([template]).compile().sql;
+    for (let first = 0; first < group.length; ) {
+      const size = chunkSize(group.length - first);
+      const parameters: unknown[] = [];
+      for (const row of group.slice(first, first + size))
+        for (const column of columns) parameters.push(row[column]);
+      const text = statementText(
+        `${shape}\n${size}`,
+        () => build(new Array<R>(size).fill(template)),
+        columns,
+        size,
+      );
+      const result = await db.executeQuery(CompiledQuery.raw(text, parameters));
+      inserted += Number(result.numAffectedRows ?? 0);
+      first += size;
+    }
+  }
+  return inserted;
+}
+
+/** Full chunks, then the rest in falling powers of two: a handful of statement shapes in all. */
+function chunkSize(left: number): number {
+  return left >= MOST_ROWS ? MOST_ROWS : 2 ** Math.floor(Math.log2(left));
+}
+
+type Group = { columns: string[]; rows: Record<string, unknown>[] };
+
+/** The rows by the columns they set, in the order of their keys; each group in the order given. */
+function groupByColumns(rows: readonly object[]): Group[] {
+  const groups = new Map<string, Group>();
+  let last: Group | undefined;
+  for (const row of rows as readonly Record<string, unknown>[]) {
+    // Rows made by one function share their keys: most rows join the group of the row before them.
+    if (last === undefined || !setsExactly(row, last.columns)) {
+      const columns = Object.keys(row).filter((column) => row[column] !== undefined);
+      const signature = columns.join(',');
+      last = groups.get(signature);
+      if (last === undefined) {
+        last = { columns, rows: [] };
+        groups.set(signature, last);
+      }
+    }
+    last.rows.push(row);
+  }
+  return [...groups.values()];
+}
+
+/** Whether the row's keys are `columns`, in that order, none of them undefined. */
+function setsExactly(row: Record<string, unknown>, columns: readonly string[]): boolean {
+  const keys = Object.keys(row);
+  if (keys.length !== columns.length) return false;
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i] !== columns[i] || row[keys[i]!] === undefined) return false;
+  }
+  return true;
+}
+
+/**
+ * The text of the insert `template` builds (`size` rows of `columns`, each value its column's name), compiled
+ * once per `key`. Throws if Kysely does not bind one value per column and row, in that order: the values are
+ * bound to the cached text in that order.
+ */
+function statementText(
+  key: string,
+  template: () => Compilable<unknown>,
+  columns: string[],
+  size: number,
+): string {
+  let text = texts.get(key);
+  if (text === undefined) {
+    const { sql, parameters } = template().compile();
+    const inOrder =
+      parameters.length === size * columns.length &&
+      parameters.every((value, i) => value === columns[i % columns.length]);
+    if (!inOrder) throw new Error(`an insert of ${size} rows does not bind one value per column and row`);
+    if (texts.size >= MOST_TEXTS) texts.clear();
+    texts.set(key, sql);
+    text = sql;
+  }
+  return text;
+}

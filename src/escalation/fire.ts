@@ -1,0 +1,161 @@
+import type { Transaction } from 'kysely';
+import { appendAudit } from '../audit/audit.repo.ts';
+import { iso } from '../clock.ts';
+import type { Store } from '../db/engine.ts';
+import type { Database, EscalationStatus, EventRow } from '../db/tables.ts';
+import { expandGroups } from '../directory/groups.repo.ts';
+import { existingUserIds, findManagers } from '../directory/users.repo.ts';
+import { type NewTimer, scheduleTimers, type TimerHandler } from '../noise/timers.ts';
+import { type Escalation, findEscalation, recordStep, type Step } from './escalations.repo.ts';
+import { type Notified, renotify } from './notify.ts';
+import { afterMs, type Level } from './policies.repo.ts';
+import { escalationTimer } from './start.ts';
+import type { EscalationTimer } from './timer-kind.ts';
+
+/**
+ * Fires one escalation step in the timer's transaction: a reminder or the overdue notice to the event's
+ * current recipients, or a policy level to its targets, then schedules the next level (or the next round).
+ * Later levels count from when the previous one was due, not from when it fired, so a late worker does
+ * not push the whole escalation back.
+ */
+export function escalationHandler(store: Store): TimerHandler {
+  return async (trx, timer, now) => {
+    const payload = timer.payload as { event_id: string } & EscalationTimer;
+    const escalation = await findEscalation(trx, payload.event_id);
+    if (escalation === undefined || escalation.status !== 'active') return undefined;
+    const event = await trx
+      .selectFrom('events')
+      .selectAll()
+      .where('id', '=', payload.event_id)
+      .executeTakeFirst();
+    if (event === undefined) return undefined;
+    const base = event.title ?? event.summary ?? event.type;
+    let step: Step;
+    let status: EscalationStatus = 'active';
+    let notified: Notified;
+    const next: NewTimer[] = [];
+    if (payload.step === 'level') {
+      const policy = escalation.policy!;
+      const level = policy.levels[payload.level]!;
+      const users = await levelUsers(trx, escalation, level);
+      notified = await renotify(
+        trx,
+        store,
+        event,
+        {
+          users,
+          channels: level.channels,
+          title: `Escalated: ${base}`,
+          stepKey: `l${payload.round}_${payload.level}`,
+        },
+        now,
+      );
+      step = {
+        kind: 'level',
+        level: payload.level,
+        round: payload.round,
+        at: now,
+        targets: level.targets,
+        notified: notified.users,
+      };
+      const following = policy.levels[payload.level + 1];
+      if (following !== undefined) {
+        next.push(
+          escalationTimer(
+            event.id,
+            { step: 'level', level: payload.level + 1, round: payload.round },
+            timer.due_at + afterMs(following),
+          ),
+        );
+      } else if (payload.round < policy.repeat) {
+        next.push(
+          escalationTimer(
+            event.id,
+            { step: 'level', level: 0, round: payload.round + 1 },
+            timer.due_at + afterMs(policy.levels[0]!),
+          ),
+        );
+      }
+    } else {
+      const current = await trx
+        .selectFrom('notifications')
+        .select('user_id')
+        .where('event_id', '=', event.id)
+        .execute();
+      const dueAt = iso(escalation.plan.due_at);
+      const title =
+        payload.step === 'due'
+          ? `Overdue: ${base} (was due at ${dueAt})`
+          : `Reminder: ${base} due at ${dueAt}`;
+      notified = await renotify(
+        trx,
+        store,
+        event,
+        {
+          users: current.map((c) => c.user_id),
+          channels: 'used',
+          title,
+          stepKey: payload.step === 'due' ? 'due' : `r${payload.index}`,
+        },
+        now,
+      );
+      step = {
+        kind: payload.step === 'due' ? 'overdue' : 'reminder',
+        at: now,
+        ...(payload.step === 'reminder' ? { targets: { reminder: payload.index } } : {}),
+        notified: notified.users,
+      };
+    }
+    await scheduleTimers(trx, next, now);
+    if (!(await pending(trx, event, timer.id)) && next.length === 0) status = 'exhausted';
+    await recordStep(trx, escalation, step, status, now);
+    await appendAudit(trx, {
+      at: now,
+      actor: 'system',
+      action: payload.step === 'level' ? 'escalation.level_fired' : `escalation.${step.kind}`,
+      subject_type: 'event',
+      subject_id: event.id,
+      data: { ...step, due_at: timer.due_at },
+    });
+    return () => {
+      for (const user of notified.users) store.notifier.publish('inbox', user);
+      if (notified.deliveries > 0) store.notifier.publish('deliveries', '');
+    };
+  };
+}
+
+/** Whether other timers of the event's escalation are still waiting (besides the one firing now). */
+async function pending(trx: Transaction<Database>, event: EventRow, firing: string): Promise<boolean> {
+  const row = await trx
+    .selectFrom('timers')
+    .select('id')
+    .where('id', '>=', `esc:${event.id}:`)
+    .where('id', '<', `esc:${event.id};`)
+    .where('id', '!=', firing)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The people a level reaches: the event's first recipients, their managers, groups' members, users. */
+async function levelUsers(
+  trx: Transaction<Database>,
+  escalation: Escalation,
+  level: Level,
+): Promise<string[]> {
+  const t = level.targets;
+  const users = new Set<string>();
+  const original = escalation.plan.recipients;
+  if (t.recipients) for (const u of original) users.add(u);
+  if (t.managers && original.length > 0) {
+    for (const found of (await findManagers(trx, original)).values()) {
+      if (found.known && found.manager !== null) users.add(found.manager);
+    }
+  }
+  if ((t.groups?.length ?? 0) > 0) {
+    for (const members of (await expandGroups(trx, t.groups!)).values())
+      for (const u of members) users.add(u);
+  }
+  if ((t.users?.length ?? 0) > 0) for (const u of await existingUserIds(trx, t.users!)) users.add(u);
+  return [...users].sort();
+}

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AnnouncementFigures } from './announcement.ts';
 import type { DeliveryFigures, DeliveryResults } from './delivery.ts';
+import type { EscalationResults, Lateness } from './escalation.ts';
 import type { IngestFigures } from './ingest.ts';
 import type { Distribution, LatencyFigures } from './latency.ts';
 import type { ResourceFigures } from './resources.ts';
@@ -35,6 +36,8 @@ export interface BenchResults {
   announcement?: AnnouncementFigures;
   /** Routing stored events with many rules over a large directory, timed apart from their ingest. */
   routing?: RoutingFigures;
+  /** Escalation timers due together and response write-backs, on fresh Herald processes. */
+  escalation?: EscalationResults;
   /** Memory and CPU of Herald, and CPU of the benchmark process, per phase. */
   herald?: ResourceFigures;
   load_generator?: ResourceFigures;
@@ -54,6 +57,10 @@ export const TARGETS = {
   announcementS: 10,
   /** Routing time per event over ingest time per event, with 200 rules and 100,000 users. */
   routingToIngest: 0.25,
+  /** How late the last of 10,000 escalation levels due in the same second may fire. */
+  escalationLastLateMs: 2_000,
+  /** From posting a response to its write-back arriving at the source's callback. */
+  writeBackP99Ms: 100,
 };
 
 type Row = [figure: string, value: string, reference: string, verdict: string];
@@ -67,6 +74,7 @@ export function formatTable(results: BenchResults): string {
     ...deliveryRows(results),
     ...announcementRows(results),
     ...routingRows(results),
+    ...escalationRows(results),
     ...memoryRows(results),
   ]);
   const notes = results.notes.map((note) => `note: ${note}`);
@@ -254,6 +262,59 @@ function routingRows({ routing: r }: BenchResults): Row[] {
       `${r.notifications_per_event} notifications, ${r.rules_matched_per_event} rules matched per event`,
     ],
   ];
+}
+
+function escalationRows({ escalation }: BenchResults): Row[] {
+  const rows: Row[] = [];
+  const burst = escalation?.burst;
+  if (burst) {
+    const pass = (l: Lateness) => l.fired === burst.escalations && l.last_ms < TARGETS.escalationLastLateMs;
+    const late = (what: string, l: Lateness): Row => [
+      `  ${what}: late first / p50 / p99 / last`,
+      `${count(l.first_ms)} / ${count(l.p50_ms)} / ${count(l.p99_ms)} / ${count(l.last_ms)} ms`,
+      `last < ${count(TARGETS.escalationLastLateMs)} ms`,
+      l.fired === burst.escalations
+        ? verdict(pass(l))
+        : `FAIL (${count(l.fired)} of ${count(burst.escalations)} fired)`,
+    ];
+    rows.push(
+      [
+        `${count(burst.escalations)} escalations due together`,
+        `last level ${count(burst.level.last_ms)} ms late`,
+        `< ${count(TARGETS.escalationLastLateMs)} ms`,
+        verdict(pass(burst.level)),
+      ],
+      late('overdue notices at the deadline', burst.deadline),
+      late(`first level (${burst.level_after_s} s later)`, burst.level),
+      [
+        '  routed / Herald CPU while firing',
+        `${burst.routed_s.toFixed(2)} s / ${burst.herald_cpu_percent}%`,
+        'from the first publish',
+        '',
+      ],
+    );
+  }
+  const wb = escalation?.write_back;
+  if (wb) {
+    const d = wb.write_back_ms;
+    rows.push(
+      [
+        'response -> write-back (p50/p95/p99/max)',
+        `${d.p50} / ${d.p95} / ${d.p99} / ${d.max} ms`,
+        `p99 < ${TARGETS.writeBackP99Ms} ms`,
+        wb.missing > 0 || wb.errors > 0
+          ? `FAIL (${wb.missing} missing, ${wb.errors} errors)`
+          : verdict(d.count > 0 && d.p99 < TARGETS.writeBackP99Ms),
+      ],
+      [
+        '  response POST -> 200 (p50/p99)',
+        `${wb.ack_ms.p50} / ${wb.ack_ms.p99} ms`,
+        `${wb.sent_per_s} of ${wb.offered_per_s} responses/s`,
+        `${count(wb.sent)} responses`,
+      ],
+    );
+  }
+  return rows;
 }
 
 function memoryRows({ herald, baseline }: BenchResults): Row[] {

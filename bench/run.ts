@@ -2,6 +2,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { measureAnnouncement } from './announcement.ts';
 import { type DeliveryResults, measureDelivery, measureReceiverCapacity, startReceiver } from './delivery.ts';
+import { type EscalationResults, measureEscalationBurst, measureWriteBack } from './escalation.ts';
 import { batchIngest, singleIngest } from './ingest.ts';
 import { measureLatency } from './latency.ts';
 import { type HeraldProcess, startBaseline, startHerald } from './processes.ts';
@@ -36,16 +37,20 @@ const SETTINGS = {
   routing_users: 100_000,
   routing_rules: 200,
   routing_events: 10_000,
+  escalation_burst: 10_000,
+  escalation_timeout_s: 60,
+  write_back_rate_per_s: 200,
+  write_back_seconds: 5,
 };
 
 const RESULTS_DIR = join(import.meta.dirname, 'results');
 const out = (text: string) => process.stdout.write(`${text}\n`);
 
 /**
- * `npm run bench -- ingest` (or `delivery`, `announcement`, `routing`) runs one group of phases; several can be
- * named; no argument runs them all.
+ * `npm run bench -- ingest` (or `delivery`, `announcement`, `routing`, `escalation`) runs one group of phases;
+ * several can be named; no argument runs them all.
  */
-const GROUPS = ['ingest', 'delivery', 'announcement', 'routing'] as const;
+const GROUPS = ['ingest', 'delivery', 'announcement', 'routing', 'escalation'] as const;
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2);
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
       measureAnnouncement(options),
     );
   }
+  if (runs('escalation')) await runEscalationPhases(results);
   // Herald runs inside this process here (workers off), so it comes after every child has stopped.
   if (runs('routing')) {
     const options = {
@@ -178,6 +184,20 @@ async function runDeliveryPhases(results: BenchResults): Promise<void> {
   } finally {
     await receiver.stop();
   }
+}
+
+/** Escalation timers due together, then responses written back; each on a fresh Herald (see escalation.ts). */
+async function runEscalationPhases(results: BenchResults): Promise<void> {
+  const escalation: EscalationResults = {};
+  results.escalation = escalation;
+  const burst = { escalations: SETTINGS.escalation_burst, timeoutS: SETTINGS.escalation_timeout_s };
+  escalation.burst = await phase(results, 'escalation: timers due in the same second', () =>
+    measureEscalationBurst(burst),
+  );
+  const pace = { rate: SETTINGS.write_back_rate_per_s, seconds: SETTINGS.write_back_seconds };
+  escalation.write_back = await phase(results, 'escalation: response -> write-back', () =>
+    measureWriteBack(pace),
+  );
 }
 
 /** Runs one phase; a failure is recorded in the results (and the run goes on) rather than thrown. */

@@ -38,6 +38,7 @@ import { tokensRoutes } from './notifications/tokens.routes.ts';
 import { opsRoutes } from './ops/ops.routes.ts';
 import { preferencesRoutes } from './preferences/preferences.routes.ts';
 import { unsubscribeRoutes } from './preferences/unsubscribe.routes.ts';
+import { queuesRoutes } from './queues/queues.routes.ts';
 import { Router } from './routing/router.ts';
 import { rulesRoutes } from './routing/rules.routes.ts';
 import { sourcesRoutes } from './sources/sources.routes.ts';
@@ -149,6 +150,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         sourcesRoutes,
         usersRoutes,
         groupsRoutes,
+        queuesRoutes,
         rulesRoutes,
         eventsRoutes,
         inboxRoutes,

@@ -28,6 +28,7 @@ export const ERRORS = {
     status: 409,
     title: 'Someone has already responded, or the event was closed by its source',
   },
+  already_taken: { status: 409, title: 'Another member has already taken this queue item' },
   payload_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
   uri_too_long: { status: 414, title: 'A path segment of the URL is too long' },
   unsupported_media_type: { status: 415, title: 'This content type is not supported here' },

@@ -365,6 +365,69 @@ for (const engine of ENGINES) {
     assert.equal(s.receiver.requests.length, 0);
   });
 
+  test(`[${engine}] an event its source closed before routing: resolved notifies nobody; acknowledged notifies but does not escalate`, async (t) => {
+    const s = await setup(t, engine, 2);
+    const policy = await s.h.api('PUT', '/v1/escalation-policies/early', {
+      levels: [{ after: '5m', targets: { recipients: true }, channels: ['inapp'] }],
+    });
+    assert.equal(policy.status, 201, policy.text);
+    const publishUnrouted = async (id: string) => {
+      const res = await s.h.api(
+        'POST',
+        '/v1/events',
+        {
+          type: 'incident.opened',
+          id,
+          title: id,
+          recipients: { users: s.users.map((u) => u.id) },
+          actions: [{ id: 'acknowledge', label: 'Ack' }],
+          escalation_policy: 'early',
+          due_at: new Date(s.clock.now() + 60_000).toISOString(),
+        },
+        s.source.api_key,
+      );
+      assert.equal(res.status, 202, res.text);
+      return res.body.id as string;
+    };
+    const resolved = await publishUnrouted('closed-early');
+    const acked = await publishUnrouted('acked-early');
+    for (const [id, action] of [
+      [resolved, 'resolve'],
+      [acked, 'acknowledge'],
+    ]) {
+      const res = await s.h.api('POST', `/v1/events/${id}/${action}`, undefined, s.source.api_key);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.body.events[0].changed, true);
+    }
+    while ((await s.h.deps.router.runOnce()) > 0);
+
+    const shown = async (id: string) => (await s.h.api('GET', `/v1/events/${id}`)).body;
+    const r = await shown(resolved);
+    assert.equal(r.status, 'routed');
+    assert.deepEqual(r.notifications, []);
+    assert.equal(r.escalation, null);
+    assert.equal(r.routing.recipient_count, 2);
+    assert.deepEqual(r.routing.closed, {
+      resolution: 'resolved',
+      by: `source:${s.source.id}`,
+      notified: false,
+      escalated: false,
+    });
+    const a = await shown(acked);
+    assert.equal(a.notifications.length, 2);
+    assert.equal(a.escalation, null);
+    assert.equal(a.routing.closed.resolution, 'acknowledged');
+    assert.equal(a.routing.closed.notified, true);
+    assert.equal(a.routing.closed.escalated, false);
+    const timers = await s.h.store.db.selectFrom('timers').select('id').execute();
+    assert.deepEqual(timers, []);
+    const inbox = await s.h.api('GET', '/v1/me/notifications', undefined, s.users[0]!.token);
+    assert.deepEqual(
+      inbox.body.items.map((n: { event_id: string }) => n.event_id),
+      [acked],
+    );
+  });
+
   test(`[${engine}] a callback that is down receives every response of an event, in order, when it is back`, async (t) => {
     const s = await setup(t, engine, 3);
     const eventId = await publish(s, { response_policy: 'all' });

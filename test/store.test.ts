@@ -25,6 +25,7 @@ for (const engine of ENGINES) {
       '005_noise',
       '006_actions',
       '007_escalation',
+      '008_queues',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

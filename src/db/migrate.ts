@@ -8,6 +8,7 @@ import * as m004 from './migrations/004_routing.ts';
 import * as m005 from './migrations/005_noise.ts';
 import * as m006 from './migrations/006_actions.ts';
 import * as m007 from './migrations/007_escalation.ts';
+import * as m008 from './migrations/008_queues.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '005_noise': m005,
   '006_actions': m006,
   '007_escalation': m007,
+  '008_queues': m008,
 };
 
 class StaticProvider implements MigrationProvider {

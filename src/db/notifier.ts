@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 
 /**
- * Wake-ups between parts of Herald: "new events to route", "deliveries due", "inbox of these users changed".
- * They only shorten latency: every worker also polls, so a lost wake-up delays work but never loses it.
+ * Wake-ups between parts of Herald: "new events to route", "deliveries due", "inbox of these users changed",
+ * "these queue items changed". They only shorten latency: every worker also polls, so a lost wake-up delays
+ * work but never loses it (a lost `queues` one loses a live-only stream frame; its item is still listed).
  * On SQLite they stay in this process; on PostgreSQL they also travel to every other node by LISTEN/NOTIFY.
  */
 export interface Notifier {
@@ -12,7 +13,7 @@ export interface Notifier {
   close(): Promise<void>;
 }
 
-export type Channel = 'events' | 'deliveries' | 'inbox';
+export type Channel = 'events' | 'deliveries' | 'inbox' | 'queues';
 
 /** The in-process notifier (SQLite, or the local half of the PostgreSQL one). */
 export class LocalNotifier implements Notifier {

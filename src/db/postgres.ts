@@ -100,7 +100,7 @@ class PostgresNotifier implements Notifier {
           if (payload.slice(0, colon) === this.#node) return;
           this.#local.publish(channel, payload.slice(colon + 1));
         });
-        for (const channel of ['events', 'deliveries', 'inbox'] as const) {
+        for (const channel of ['events', 'deliveries', 'inbox', 'queues'] as const) {
           await client.query(`listen ${this.#prefix}${channel}`);
         }
         await ended;

@@ -50,6 +50,8 @@ export interface UsersTable {
 export interface GroupsTable {
   id: string;
   name: string;
+  /** 1 when the group is a shared queue: routing gives it one shared item per event, not one per member. */
+  queue: Generated<number>;
   created_at: number;
   updated_at: number;
 }
@@ -533,6 +535,25 @@ export interface ResponsesTable {
   delivery_id: string | null;
 }
 
+export type QueueItemState = 'open' | 'taken' | 'done';
+
+/** One event's shared item in a queue group; any member can take it, and everyone sees who did. */
+export interface QueueItemsTable {
+  id: string;
+  event_id: string;
+  group_id: string;
+  title: string;
+  summary: string | null;
+  url: string | null;
+  severity: EventsTable['severity'];
+  type: string;
+  state: QueueItemState;
+  taken_by: string | null;
+  taken_at: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface Database {
   sources: SourcesTable;
   credentials: CredentialsTable;
@@ -568,6 +589,7 @@ export interface Database {
   responses: ResponsesTable;
   escalation_policies: EscalationPoliciesTable;
   escalations: EscalationsTable;
+  queue_items: QueueItemsTable;
 }
 
 export type EventRow = Selectable<EventsTable>;

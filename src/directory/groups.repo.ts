@@ -12,17 +12,18 @@ function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
   for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
-/** Creates the group or renames it; returns whether it was created. */
+/** Creates the group or renames it (and sets whether it is a shared queue); returns whether it was created. */
 export async function upsertGroup(
   db: Db,
-  group: { id: string; name: string },
+  group: { id: string; name: string; queue: boolean },
   now: number,
 ): Promise<boolean> {
   const existed = await findGroup(db, group.id);
+  const queue = group.queue ? 1 : 0;
   await db
     .insertInto('groups')
-    .values({ ...group, created_at: now, updated_at: now })
-    .onConflict((oc) => oc.column('id').doUpdateSet({ name: group.name, updated_at: now }))
+    .values({ id: group.id, name: group.name, queue, created_at: now, updated_at: now })
+    .onConflict((oc) => oc.column('id').doUpdateSet({ name: group.name, queue, updated_at: now }))
     .execute();
   return existed === undefined;
 }
@@ -67,6 +68,52 @@ export async function existingGroupIds(db: Db, ids: readonly string[]): Promise<
     for (const row of rows) found.add(row.id);
   }
   return found;
+}
+
+/** Which of `ids` are groups that act as a shared queue. */
+export async function queueGroupIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+    const rows = await db
+      .selectFrom('groups')
+      .select('id')
+      .where('id', 'in', chunk)
+      .where('queue', '=', 1)
+      .execute();
+    for (const row of rows) found.add(row.id);
+  }
+  return found;
+}
+
+/**
+ * Every group `userId` belongs to, directly or through nesting (a member of a nested group belongs to the
+ * groups it is nested in); one query per level of nesting, safe against cycles.
+ */
+export async function groupsContaining(db: Db, userId: string): Promise<Set<string>> {
+  const direct = await db
+    .selectFrom('group_members')
+    .select('group_id')
+    .where('user_id', '=', userId)
+    .execute();
+  const seen = new Set(direct.map((r) => r.group_id));
+  let frontier = [...seen];
+  while (frontier.length > 0) {
+    const next: string[] = [];
+    for (const chunk of chunks(frontier, IN_CHUNK)) {
+      const rows = await db
+        .selectFrom('group_groups')
+        .select('group_id')
+        .where('child_id', 'in', chunk)
+        .execute();
+      for (const row of rows) {
+        if (seen.has(row.group_id)) continue;
+        seen.add(row.group_id);
+        next.push(row.group_id);
+      }
+    }
+    frontier = next;
+  }
+  return seen;
 }
 
 /** Deletes a group (its memberships go with it); returns whether it existed. */

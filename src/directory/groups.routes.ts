@@ -46,7 +46,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { name } = request.body;
+      const { name, queue = false } = request.body;
       const members = [...new Set(request.body.members)];
       const children = [...new Set(request.body.groups ?? [])];
       const now = deps.clock.now();
@@ -59,7 +59,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
             `nesting "${cycle[1]}" in "${id}" would make a cycle: ${cycle.join(' → ')}`,
           );
         }
-        const created = await upsertGroup(trx, { id, name }, now);
+        const created = await upsertGroup(trx, { id, name, queue }, now);
         await replaceMembers(trx, id, members);
         await replaceChildGroups(trx, id, children);
         await appendAudit(trx, {
@@ -68,7 +68,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
           action: created ? 'group.created' : 'group.updated',
           subject_type: 'group',
           subject_id: id,
-          data: { name, members: members.length, groups: children },
+          data: { name, queue, members: members.length, groups: children },
         });
         return { group: await withMembers(trx, (await findGroup(trx, id))!), created };
       });
@@ -218,7 +218,13 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
 }
 
 function presentGroup(row: GroupRow) {
-  return { id: row.id, name: row.name, created_at: iso(row.created_at), updated_at: iso(row.updated_at) };
+  return {
+    id: row.id,
+    name: row.name,
+    queue: row.queue === 1,
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+  };
 }
 
 async function withMembers(db: Db, row: GroupRow) {

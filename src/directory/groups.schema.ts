@@ -14,6 +14,13 @@ export const GroupBody = Type.Object(
       maxItems: MAX_MEMBERS,
       description: 'User ids; the group ends up with exactly these members',
     }),
+    queue: Type.Optional(
+      Type.Boolean({
+        description:
+          'Whether the group acts as a shared queue: an event routed to it becomes one shared item that any ' +
+          'member can take (`/v1/me/queues`), instead of a notification for each member. Left out: false',
+      }),
+    ),
     groups: Type.Optional(
       Type.Array(DirectoryId, {
         maxItems: MAX_CHILD_GROUPS,
@@ -34,6 +41,7 @@ export const MembersBody = Type.Object(
 const GroupFields = {
   id: Type.String(),
   name: Type.String(),
+  queue: Type.Boolean({ description: 'Whether the group acts as a shared queue' }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 };

@@ -77,11 +77,6 @@ export function escalationHandler(store: Store): TimerHandler {
         );
       }
     } else {
-      const current = await trx
-        .selectFrom('notifications')
-        .select('user_id')
-        .where('event_id', '=', event.id)
-        .execute();
       const dueAt = iso(escalation.plan.due_at);
       const title =
         payload.step === 'due'
@@ -92,7 +87,7 @@ export function escalationHandler(store: Store): TimerHandler {
         store,
         event,
         {
-          users: current.map((c) => c.user_id),
+          users: 'current',
           channels: 'used',
           title,
           stepKey: payload.step === 'due' ? 'due' : `r${payload.index}`,
@@ -107,7 +102,7 @@ export function escalationHandler(store: Store): TimerHandler {
       };
     }
     await scheduleTimers(trx, next, now);
-    if (!(await pending(trx, event, timer.id)) && next.length === 0) status = 'exhausted';
+    if (next.length === 0 && !(await pending(trx, event, timer.id))) status = 'exhausted';
     await recordStep(trx, escalation, step, status, now);
     await appendAudit(trx, {
       at: now,

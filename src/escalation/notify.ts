@@ -13,7 +13,8 @@ import { newId } from '../ids.ts';
 
 /** Whom to notify, on which channels: a list, or `'used'` for the channels each notification was sent on. */
 export interface Renotify {
-  users: readonly string[];
+  /** `'current'`: everyone the event has notified so far. */
+  users: readonly string[] | 'current';
   channels: readonly string[] | 'used';
   title: string;
   /** Names this send in message ids, so a provider never takes it for a retry of an earlier one. */
@@ -33,14 +34,16 @@ export async function renotify(
   what: Renotify,
   now: number,
 ): Promise<Notified> {
-  const users = [...new Set(what.users)];
-  if (users.length === 0) return { users: [], deliveries: 0 };
+  const current = what.users === 'current';
+  if (!current && what.users.length === 0) return { users: [], deliveries: 0 };
   const existing = await trx
     .selectFrom('notifications')
     .select(['id', 'user_id', 'channels'])
     .where('event_id', '=', event.id)
-    .where('user_id', 'in', users)
+    .$if(!current, (qb) => qb.where('user_id', 'in', what.users as readonly string[]))
     .execute();
+  const users = current ? existing.map((n) => n.user_id) : [...new Set(what.users as readonly string[])];
+  if (users.length === 0) return { users: [], deliveries: 0 };
   const byUser = new Map(existing.map((n) => [n.user_id, n]));
   const used =
     what.channels === 'used' && existing.length > 0

@@ -7,9 +7,11 @@ import { type TickResult, WorkerLoop } from '../worker.ts';
 /*
  * Durable one-shot timers. A timer is a row (`timers`): whoever schedules it does so in the transaction that
  * makes it necessary, so it exists exactly when that change committed. Firing claims due timers with a lease,
- * then, per timer, deletes the row and runs its handler in one transaction: the handler's effects and the
- * timer's end commit together, so a timer fires exactly once, and a timer still in the table when a process
- * restarts fires as soon as it is due again.
+ * then fires the claimed batch in one transaction, each timer in a savepoint of its own that deletes the row
+ * and runs its handler: the handler's effects and the timer's end commit together, so a timer fires exactly
+ * once, one that fails rolls back alone, and a timer still in the table when a process restarts fires as soon
+ * as it is due again. One commit per batch rather than per timer: thousands of timers due in the same second
+ * (escalations sharing a deadline) fire within it.
  */
 
 /** A timer as a handler sees it. */
@@ -71,6 +73,8 @@ const POLL_MS = 1_000;
 // delete-then-fire transaction makes sure only one of them does.
 const LEASE_MS = 30_000;
 const MAX_BACKOFF_MS = 5 * 60_000;
+// The shortest wait between passes when a timer is due but was not claimed.
+const RECHECK_MS = 5;
 // `herald_timers_overdue` counts timers this late, looked at no more often than every OVERDUE_CHECK_MS.
 const OVERDUE_MS = 60_000;
 const OVERDUE_CHECK_MS = 15_000;
@@ -131,39 +135,49 @@ export class TimerWorker {
         .execute();
     });
     this.#claimed = claimed.length;
-    let fired = 0;
-    for (const row of claimed.sort((a, b) => a.due_at - b.due_at || (a.id < b.id ? -1 : 1))) {
-      const timer: Timer = { ...row, payload: JSON.parse(row.payload) as unknown };
-      if (await this.#fire(timer, lease)) fired++;
-    }
-    return fired;
+    if (claimed.length === 0) return 0;
+    const timers = claimed
+      .sort((a, b) => a.due_at - b.due_at || (a.id < b.id ? -1 : 1))
+      .map((row): Timer => ({ ...row, payload: JSON.parse(row.payload) as unknown }));
+    const afters = await store.db.transaction().execute(async (trx) => {
+      const done: AfterCommit[] = [];
+      for (const timer of timers) {
+        const after = await this.#fire(trx, timer, lease);
+        if (after !== null) done.push(after);
+      }
+      return done;
+    });
+    for (const after of afters) after();
+    return afters.length;
   }
 
-  /** Deletes the timer and runs its handler in one transaction; on failure puts it back with a delay. */
-  async #fire(timer: Timer, lease: number): Promise<boolean> {
-    const { store, clock, log, metrics } = this.#ctx;
+  /**
+   * Deletes the timer and runs its handler in a savepoint of `trx`; on failure rolls that back and puts the
+   * timer back with a delay. Returns what to do after the commit, or null when it did not fire.
+   */
+  async #fire(trx: Transaction<Database>, timer: Timer, lease: number): Promise<AfterCommit | null> {
+    const { clock, log, metrics } = this.#ctx;
     const handler = this.#handlers.get(timer.kind);
+    await sql`savepoint timer`.execute(trx);
     try {
       if (handler === undefined) throw new Error(`no handler for timers of kind "${timer.kind}"`);
-      const after = await store.db.transaction().execute(async (trx) => {
-        const mine = await trx
-          .deleteFrom('timers')
-          .where('id', '=', timer.id)
-          .where('locked_until', '=', lease)
-          .returning('id')
-          .executeTakeFirst();
-        // Another node took it over after our lease ran out and has fired it, or is firing it.
-        if (mine === undefined) return null;
-        return (await handler(trx, timer, clock.now())) ?? (() => {});
-      });
-      if (after === null) return false;
-      after();
-      return true;
+      const mine = await trx
+        .deleteFrom('timers')
+        .where('id', '=', timer.id)
+        .where('locked_until', '=', lease)
+        .returning('id')
+        .executeTakeFirst();
+      // Another node took it over after our lease ran out and has fired it, or is firing it.
+      const after = mine === undefined ? null : ((await handler(trx, timer, clock.now())) ?? (() => {}));
+      await sql`release savepoint timer`.execute(trx);
+      return after;
     } catch (error) {
+      await sql`rollback to savepoint timer`.execute(trx);
+      await sql`release savepoint timer`.execute(trx);
       metrics.workerErrors.inc({ worker: 'timers' });
       log.error({ err: error, timer: timer.id, kind: timer.kind }, 'timer failed; it will be retried');
       const now = clock.now();
-      await store.db
+      await trx
         .updateTable('timers')
         .set({
           attempts: timer.attempts + 1,
@@ -174,7 +188,7 @@ export class TimerWorker {
         .where('id', '=', timer.id)
         .where('locked_until', '=', lease)
         .execute();
-      return false;
+      return null;
     }
   }
 
@@ -196,15 +210,18 @@ export class TimerWorker {
     await this.runOnce();
     if (this.#ctx.clock.now() - this.#checkedOverdue >= OVERDUE_CHECK_MS) await this.checkOverdue();
     if (this.#claimed === BATCH) return 'busy';
+    const now = this.#ctx.clock.now();
+    // Timers another node holds are left to it; the loop's poll looks at them again when their lease ends.
     const next = await this.#ctx.store.db
       .selectFrom('timers')
       .select('due_at')
+      .where('locked_until', '<=', now)
       .orderBy('due_at')
       .limit(1)
       .executeTakeFirst();
-    const wait = next === undefined ? POLL_MS : next.due_at - this.#ctx.clock.now();
-    // Due but not fired here: another node holds its lease; the poll looks again.
-    return wait > 0 ? wait : POLL_MS;
+    // Due already: it came due between the claim and now (a sleep may end a little early), so look again
+    // at once rather than after a poll interval.
+    return next === undefined ? POLL_MS : Math.max(next.due_at - now, RECHECK_MS);
   }
 
   // As for events and deliveries (src/db/leases.ts): on SQLite, one process owns the database, so a lease

@@ -1,16 +1,19 @@
 import type { ServerResponse } from 'node:http';
 import type { Context } from '../context.ts';
+import { queueFrames } from '../queues/queues.live.ts';
 import { InboxStream, type StreamOptions } from './stream.ts';
 
 /**
  * Keeps this node's open inbox streams and wakes them when an inbox changes. Changes are announced on the
  * notifier's `inbox` channel as comma-separated user ids (from this node, or from others over PostgreSQL
- * LISTEN/NOTIFY); each woken stream then reads its own changes from the database.
+ * LISTEN/NOTIFY); each woken stream then reads its own changes from the database. Shared queue changes come
+ * on the `queues` channel as item ids and go out as live-only `queue.updated` frames (src/queues/queues.live.ts).
  */
 export class InboxHub {
   readonly #ctx: Context;
   readonly #byUser = new Map<string, Set<InboxStream>>();
   #unsubscribe: (() => void) | undefined;
+  #unsubscribeQueues: (() => void) | undefined;
   #closed = false;
 
   constructor(ctx: Context) {
@@ -22,6 +25,10 @@ export class InboxHub {
     if (this.#unsubscribe !== undefined || this.#closed) return;
     this.#unsubscribe = this.#ctx.store.notifier.subscribe('inbox', (payload) =>
       this.wake(payload.split(',')),
+    );
+    this.#unsubscribeQueues = this.#ctx.store.notifier.subscribe(
+      'queues',
+      (payload) => void this.#queueChanged(payload.split(',')),
     );
   }
 
@@ -62,8 +69,26 @@ export class InboxHub {
     this.#closed = true;
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
+    this.#unsubscribeQueues?.();
+    this.#unsubscribeQueues = undefined;
     for (const streams of [...this.#byUser.values()]) {
       for (const stream of [...streams]) stream.end();
+    }
+  }
+
+  /** Sends each changed queue item to the open streams of its queue's members on this node. */
+  async #queueChanged(itemIds: string[]): Promise<void> {
+    if (this.#byUser.size === 0) return;
+    try {
+      for (const frame of await queueFrames(this.#ctx.store.db, itemIds)) {
+        for (const [userId, streams] of this.#byUser) {
+          if (!frame.members.has(userId)) continue;
+          for (const stream of streams) stream.send('queue.updated', frame.data);
+        }
+      }
+    } catch (error) {
+      // Live-only frames: a client that missed one sees the item's state when it lists its queues.
+      this.#ctx.log.warn({ err: error }, 'queue change could not be sent to inbox streams');
     }
   }
 

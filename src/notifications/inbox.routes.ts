@@ -152,6 +152,8 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
           '`notification.updated` frames (a state change of one it has seen); `data` is the notification.',
           'Each frame `id` is a position in my inbox; reconnect with `Last-Event-ID` (or `?last_event_id=`)',
           'to receive everything after it first. A `: keep-alive` comment comes every 15 s.',
+          'Members of shared queues also get `queue.updated` frames (`data` is the queue item) when an item is',
+          'created, taken, released or done; they have no `id`, are not replayed, and leave Last-Event-ID alone.',
           "Browsers' EventSource cannot set headers, so the user token may also be sent as `?access_token=`",
           '(kept out of logs); prefer the `Authorization` header everywhere else.',
         ].join(' '),

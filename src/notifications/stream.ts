@@ -10,7 +10,9 @@ import { changesSince, latestSeq } from './notifications.repo.ts';
  * The real-time inbox: Server-Sent Events (WHATWG HTML, "Server-sent events"). Each frame's `id` is the
  * notification's stream position (`seq`), which grows with every change a user's inbox sees, in commit order.
  * A stream only ever asks the database for "my user's changes after the last position I sent", so wake-ups
- * may come late, twice or out of order without losing or repeating a frame.
+ * may come late, twice or out of order without losing or repeating a frame. Shared queue changes are sent
+ * as `queue.updated` frames without an `id` (so Last-Event-ID keeps naming the last notification): they are
+ * live only, and a client refetches its queues when it reconnects.
  */
 
 /** Milliseconds a browser waits before reconnecting (the `retry` field). */
@@ -68,6 +70,12 @@ export class InboxStream {
       return;
     }
     void this.#pull();
+  }
+
+  /** Writes a live-only frame (no `id`, so it is not replayed and leaves the client's Last-Event-ID alone). */
+  send(event: string, data: string): void {
+    if (this.#closed || this.#res.writableEnded) return;
+    this.#res.write(`event: ${event}\ndata: ${data}\n\n`);
   }
 
   /** Ends the stream (shutdown, revoked credentials). */

@@ -3,7 +3,13 @@ import type { EventRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
 import { loadOptOuts } from '../preferences/preferences.repo.ts';
 import { subscriptionMatches, subscriptionsForBatch } from '../subscriptions/subscriptions.repo.ts';
-import { type Recipient, type Route, resolveRecipients, type Unresolved } from './recipients.ts';
+import {
+  type QueueRoute,
+  type Recipient,
+  type Route,
+  resolveRecipients,
+  type Unresolved,
+} from './recipients.ts';
 import { compileRules, matchRules, newMatchState, type RuleOutcome } from './rules.match.ts';
 import type { Rule } from './rules.repo.ts';
 
@@ -45,6 +51,8 @@ export interface EventDecision {
   /** The subscriptions that follow the event. */
   subscriptions: string[];
   recipients: Map<string, RecipientPlan>;
+  /** The shared queues it reaches: one item each (src/queues), whatever channels the route named. */
+  queues: QueueRoute[];
   unresolved: Unresolved[];
 }
 
@@ -96,7 +104,7 @@ export async function decideBatch(
 
   const decisions = new Map<string, EventDecision>();
   for (const { event, outcomes, followed } of matched) {
-    const { recipients, unresolved } = resolved.get(event.id)!;
+    const { recipients, queues, unresolved } = resolved.get(event.id)!;
     const plans = new Map<string, RecipientPlan>();
     for (const recipient of recipients.values())
       plans.set(recipient.userId, planChannels(recipient, event, optedOut));
@@ -105,6 +113,7 @@ export async function decideBatch(
       rules: outcomes,
       subscriptions: followed,
       recipients: plans,
+      queues: [...queues.values()],
       unresolved,
     });
   }

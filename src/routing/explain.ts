@@ -4,6 +4,7 @@ import type { EventRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
 import type { IncomingEvent } from '../events/normalize.ts';
 import { newId } from '../ids.ts';
+import { queueItemId } from '../queues/queues.repo.ts';
 import {
   type DecisionStep,
   decideBatch,
@@ -63,6 +64,11 @@ export function routingSummary(decision: EventDecision, endpoints: string[]) {
       ...holdOf(r.held),
     })),
     held_count: recipients.filter((r) => r.held !== undefined).length,
+    queues: decision.queues.map((q) => ({
+      group_id: q.groupId,
+      item_id: queueItemId(decision.event.id, q.groupId),
+      via: q.via,
+    })),
     unresolved: decision.unresolved.slice(0, LISTED),
     unresolved_count: decision.unresolved.length,
     rules_matched: rules.filter((r) => r.matched).map((r) => r.rule),
@@ -150,6 +156,8 @@ export async function explainEvent(
     subscriptions_matched: decision.subscriptions,
     recipient_count: recipients.length,
     recipients: recipients.slice(0, EXPLAINED_RECIPIENTS).map(explainRecipient),
+    // Nothing is stored, so there is no item yet: each queue would get one shared item.
+    queues: decision.queues.map((q) => ({ group_id: q.groupId, item_id: null, via: q.via })),
     unresolved: decision.unresolved.slice(0, EXPLAINED_RECIPIENTS),
     endpoints: endpoints.map((e) => e.id),
   };

@@ -1,6 +1,6 @@
 import type { Db } from '../db/engine.ts';
 import type { EventRow } from '../db/tables.ts';
-import { expandGroups } from '../directory/groups.repo.ts';
+import { expandGroups, queueGroupIds } from '../directory/groups.repo.ts';
 import { findSegmentUsers, type SegmentUsers } from '../directory/segments.ts';
 import { attributeTexts } from '../directory/traits.ts';
 import { existingUserIds, findManagers, findUsersByEmails } from '../directory/users.repo.ts';
@@ -28,9 +28,17 @@ export type Route =
   | { kind: 'rule'; rule: Rule }
   | { kind: 'subscription'; id: string; userId: string; channels: readonly string[] };
 
+/** A shared queue an event reaches (one item for the group, not a notification per member), and how. */
+export interface QueueRoute {
+  groupId: string;
+  via: string[];
+}
+
 /** Who one event reaches. */
 export interface Resolved {
   recipients: Map<string, Recipient>;
+  /** The shared queues it reaches, by group id. */
+  queues: Map<string, QueueRoute>;
   unresolved: Unresolved[];
 }
 
@@ -136,16 +144,19 @@ export async function resolveRecipients(
     ...of('data').map((r) => r.ref),
     ...of('manager').flatMap((r) => r.values),
   ]);
+  const groups = of('group').map((r) => r.ref);
+  // A queue group takes one shared item instead of reaching its members one by one.
+  const queues = groups.length > 0 ? await queueGroupIds(db, groups) : new Set<string>();
   const members = await expandGroups(
     db,
-    of('group').map((r) => r.ref),
+    groups.filter((g) => !queues.has(g)),
   );
   const segments = await lookUpSegments(db, of('segment'));
 
   const out = new Map<string, Resolved>();
   const managerQuestions: { resolved: Resolved; ref: RefOf<'manager'>; users: string[] }[] = [];
   for (const { event, refs } of perEvent) {
-    const resolved: Resolved = { recipients: new Map(), unresolved: [] };
+    const resolved: Resolved = { recipients: new Map(), queues: new Map(), unresolved: [] };
     out.set(event.id, resolved);
     const reachedByRule = new Map<string, Set<string>>();
     const add = (userId: string, ref: Ref, via = ref.via) => {
@@ -163,7 +174,12 @@ export async function resolveRecipients(
       resolved.unresolved.push({ kind, ref: name, via: ref.via, reason });
     for (const ref of refs) {
       if (ref.kind === 'missing') unresolved(ref, ref.of, ref.reason);
-      else if (ref.kind === 'group') {
+      else if (ref.kind === 'group' && queues.has(ref.ref)) {
+        const queue = resolved.queues.get(ref.ref) ?? { groupId: ref.ref, via: [] };
+        resolved.queues.set(ref.ref, queue);
+        const via = `${ref.via}:queue:${ref.ref}`;
+        if (!queue.via.includes(via)) queue.via.push(via);
+      } else if (ref.kind === 'group') {
         const people = members.get(ref.ref);
         if (people === undefined) unresolved(ref, 'group', 'unknown or empty group');
         for (const userId of people ?? []) add(userId, ref, `${ref.via}:group:${ref.ref}`);

@@ -6,7 +6,10 @@ import { userDelivery } from '../delivery/fallback.ts';
 import { startEscalations } from '../escalation/start.ts';
 import { newId } from '../ids.ts';
 import { applyNoise } from '../noise/apply.ts';
+import { announceQueueItems } from '../queues/queues.live.ts';
+import { createQueueItems } from '../queues/queues.repo.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
+import { closedAtRouting } from './closed.ts';
 import { decideBatch } from './decision.ts';
 import { routingSummary } from './explain.ts';
 import { matchesAnyType } from './patterns.ts';
@@ -68,6 +71,7 @@ export class Router {
     metrics.notificationsCreated.inc(result.created);
     if (result.users.length > 0) this.#announce(result.users);
     if (result.deliveries > 0) store.notifier.publish('deliveries', '');
+    announceQueueItems(store.notifier, result.queued);
     return result.routed;
   }
 
@@ -87,9 +91,11 @@ export class Router {
     const audit: AuditEntry[] = [];
     for (const event of events) {
       const decision = decisions.get(event.id)!;
+      // Closed by its source before it was routed (see closed.ts).
+      const closed = closedAtRouting(event);
       for (const plan of decision.recipients.values()) {
         // Held back by a decision step (noise control), which takes care of it.
-        if (plan.held !== undefined) continue;
+        if (plan.held !== undefined || closed?.notified === false) continue;
         const notification = notificationRow(event, plan.userId, plan.channels, now);
         notifications.push(notification);
         for (const [first, ...rest] of plan.chains) {
@@ -114,10 +120,13 @@ export class Router {
         action: 'event.routed',
         subject_type: 'event',
         subject_id: event.id,
-        data: routingSummary(
-          decision,
-          targets.map((t) => t.id),
-        ),
+        data: {
+          ...routingSummary(
+            decision,
+            targets.map((t) => t.id),
+          ),
+          ...(closed === undefined ? {} : { closed }),
+        },
       });
     }
     // Noise control (src/noise): holds back, folds in or defers part of what was planned, in place.
@@ -134,7 +143,11 @@ export class Router {
       now,
     );
     // Escalation (src/escalation): freezes each event's policy onto it and schedules its timers.
-    await startEscalations(trx, { events, decisions, rules, notifications }, now);
+    // Not for events their source already closed, acknowledged included.
+    const open = events.filter((e) => e.resolution === null);
+    await startEscalations(trx, { events: open, decisions, rules, notifications }, now);
+    // Shared queues (src/queues): one item per event and queue group, instead of a notification per member.
+    const queued = await createQueueItems(trx, decisions, now);
     await markRouted(
       trx,
       events.map((e) => e.id),
@@ -156,6 +169,7 @@ export class Router {
       routed: events.length,
       created,
       deliveries: deliveries.length,
+      queued,
       users: [...new Set([...notifications.map((n) => n.user_id), ...noise.updatedUsers])],
     };
   }

@@ -1,0 +1,194 @@
+import { type Insertable, type Selectable, sql } from 'kysely';
+import type { Db } from '../db/engine.ts';
+import type { Database, EventRow, QueueItemState, QueueItemsTable } from '../db/tables.ts';
+import { queueGroupIds } from '../directory/groups.repo.ts';
+import { sha256 } from '../ids.ts';
+import { closedAtRouting } from '../routing/closed.ts';
+import type { EventDecision } from '../routing/decision.ts';
+
+/** A queue item with the name of whoever took it. */
+export type QueueItemRow = Selectable<QueueItemsTable> & { taker_name: string | null };
+
+// Thirteen bound values per row; well inside SQLite's 32,766.
+const INSERT_CHUNK = 1000;
+const IN_CHUNK = 500;
+
+/**
+ * The id of an event's item in a queue. It is derived, not drawn, so the routing decision can name the item
+ * before it is written, and a batch routed twice (a lease that ran out) finds the same item. Ids sort by the
+ * event's arrival, so "newest first" is by event.
+ */
+export function queueItemId(eventId: string, groupId: string): string {
+  return `qit_${eventId.replace(/^evt_/, '')}_${sha256(groupId).slice(0, 12)}`;
+}
+
+/** Writes one item per (event, queue) the batch's decisions reach; returns the ids of every such item. */
+export async function createQueueItems(
+  db: Db,
+  decisions: ReadonlyMap<string, EventDecision>,
+  now: number,
+): Promise<string[]> {
+  const rows: Insertable<Database['queue_items']>[] = [];
+  for (const { event, queues } of decisions.values()) {
+    // Closed for good by its source before routing: nothing left to take (src/routing/closed.ts).
+    if (closedAtRouting(event)?.notified === false) continue;
+    for (const queue of queues) rows.push(itemRow(event, queue.groupId, now));
+  }
+  return insertItems(db, rows);
+}
+
+/**
+ * For callers outside routing (an escalation level naming groups): creates the event's item in each of
+ * `groupIds` that is a queue, if not there yet; returns those queues' ids and the item ids, so the caller
+ * expands only the other groups and announces the items after its commit.
+ */
+export async function createQueueItemsFor(
+  db: Db,
+  event: EventRow,
+  groupIds: readonly string[],
+  now: number,
+): Promise<{ queues: Set<string>; items: string[] }> {
+  const queues = await queueGroupIds(db, groupIds);
+  const items = await insertItems(
+    db,
+    [...queues].map((groupId) => itemRow(event, groupId, now)),
+  );
+  return { queues, items };
+}
+
+function itemRow(event: EventRow, groupId: string, now: number): Insertable<Database['queue_items']> {
+  return {
+    id: queueItemId(event.id, groupId),
+    event_id: event.id,
+    group_id: groupId,
+    title: event.title ?? event.summary ?? event.type,
+    summary: event.summary,
+    url: event.url,
+    severity: event.severity,
+    type: event.type,
+    state: 'open',
+    taken_by: null,
+    taken_at: null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+async function insertItems(db: Db, rows: Insertable<Database['queue_items']>[]): Promise<string[]> {
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    await db
+      .insertInto('queue_items')
+      .values(rows.slice(i, i + INSERT_CHUNK))
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+  }
+  return rows.map((r) => r.id);
+}
+
+function items(db: Db) {
+  return db
+    .selectFrom('queue_items')
+    .leftJoin('users', 'users.id', 'queue_items.taken_by')
+    .selectAll('queue_items')
+    .select('users.name as taker_name');
+}
+
+export async function findQueueItem(db: Db, groupId: string, id: string): Promise<QueueItemRow | undefined> {
+  return items(db)
+    .where('queue_items.id', '=', id)
+    .where('queue_items.group_id', '=', groupId)
+    .executeTakeFirst();
+}
+
+/** Items by id, for stream frames. */
+export async function queueItemsByIds(db: Db, ids: readonly string[]): Promise<QueueItemRow[]> {
+  const out: QueueItemRow[] = [];
+  const unique = [...new Set(ids)];
+  for (let i = 0; i < unique.length; i += IN_CHUNK) {
+    out.push(
+      ...(await items(db)
+        .where('queue_items.id', 'in', unique.slice(i, i + IN_CHUNK))
+        .execute()),
+    );
+  }
+  return out;
+}
+
+/** A queue's items, newest first, before the cursor `before`; at most `limit`. */
+export async function listQueueItems(
+  db: Db,
+  groupId: string,
+  filter: { state: QueueItemState | 'all' | undefined; before: string | undefined; limit: number },
+): Promise<QueueItemRow[]> {
+  let query = items(db).where('queue_items.group_id', '=', groupId);
+  if (filter.state !== undefined && filter.state !== 'all')
+    query = query.where('queue_items.state', '=', filter.state);
+  if (filter.before !== undefined) query = query.where('queue_items.id', '<', filter.before);
+  return query.orderBy('queue_items.id', 'desc').limit(filter.limit).execute();
+}
+
+/** How many items of each queue are open and taken. */
+export async function queueCounts(
+  db: Db,
+  groupIds: readonly string[],
+): Promise<Map<string, { open: number; taken: number }>> {
+  const out = new Map<string, { open: number; taken: number }>();
+  for (let i = 0; i < groupIds.length; i += IN_CHUNK) {
+    const rows = await db
+      .selectFrom('queue_items')
+      .select(['group_id', 'state', (eb) => eb.fn.countAll<number | string>().as('n')])
+      .where('group_id', 'in', groupIds.slice(i, i + IN_CHUNK))
+      .where('state', 'in', ['open', 'taken'])
+      .groupBy(['group_id', 'state'])
+      .execute();
+    for (const row of rows) {
+      const counts = out.get(row.group_id) ?? { open: 0, taken: 0 };
+      // PostgreSQL answers count(*) as a bigint string.
+      counts[row.state as 'open' | 'taken'] = Number(row.n);
+      out.set(row.group_id, counts);
+    }
+  }
+  return out;
+}
+
+/** What a member asks of an item. */
+export type QueueAction = 'take' | 'release' | 'done';
+
+/**
+ * Applies `action` by `userId` if the item's state allows it, in one conditional update so two members
+ * racing for one item cannot both win; returns whether it changed anything.
+ */
+export async function changeQueueItem(
+  db: Db,
+  item: { groupId: string; id: string },
+  action: QueueAction,
+  userId: string,
+  now: number,
+): Promise<boolean> {
+  const base = db.updateTable('queue_items').where('id', '=', item.id).where('group_id', '=', item.groupId);
+  const query =
+    action === 'take'
+      ? base
+          .set({ state: 'taken', taken_by: userId, taken_at: now, updated_at: now })
+          .where('state', '=', 'open')
+      : action === 'release'
+        ? base
+            .set({ state: 'open', taken_by: null, taken_at: null, updated_at: now })
+            .where('state', '=', 'taken')
+            .where('taken_by', '=', userId)
+        : base
+            .set({
+              state: 'done',
+              taken_by: userId,
+              taken_at: sql<number>`coalesce(taken_at, ${now})`,
+              updated_at: now,
+            })
+            .where((eb) =>
+              eb.or([
+                eb('state', '=', 'open'),
+                eb.and([eb('state', '=', 'taken'), eb('taken_by', '=', userId)]),
+              ]),
+            );
+  const result = await query.executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}

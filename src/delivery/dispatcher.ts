@@ -147,6 +147,7 @@ export class Dispatcher {
     for (const [lane, rule] of rules) this.#lane(lane, rule);
     let working = false;
     let workingWithRoom = false;
+    let workingRoom = 0;
     for (const [id, lane] of this.#lanes) {
       const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
       lane.rules = rule;
@@ -159,6 +160,7 @@ export class Dispatcher {
       if (held > 0) {
         working = true;
         if (room > 0) workingWithRoom = true;
+        workingRoom += Math.max(room, 0);
       }
       if (rule.ordered) {
         if (room > 0 && held === 0) orderedHeads.push(id);
@@ -184,7 +186,8 @@ export class Dispatcher {
         roomFor,
         excludeLanes: exclude,
         lockedUntil,
-        scan: 2 * limit,
+        // Enough candidates for the lanes in work and one new lane: the window over them is the claim's cost.
+        scan: Math.min(2 * limit, 2 * workingRoom + 2 * AHEAD * this.#perEndpoint),
       })),
     ];
     if (claimed.length === 0) return { jobs: [], claimed: 0 };

@@ -141,12 +141,20 @@ describe('slackBody', () => {
     assert.equal(header, `${'😀'.repeat(74)}…`);
   });
 
-  test('omits the actions block when nothing has a URL', () => {
-    const body = slackBody(message({ url: null, actions: [{ id: 'ack', label: 'Acknowledge', url: null }] }));
+  test('omits the actions block when there is neither a link nor an action', () => {
+    const body = slackBody(message({ url: null, actions: [] }));
     assert.deepEqual(
       blocksOf(body).map((b) => b.type),
       ['header', 'section', 'context'],
     );
+  });
+
+  test('makes an action without a URL an interactive button for the Slack app to post back', () => {
+    const body = slackBody(message({ url: null, actions: [{ id: 'ack', label: 'Acknowledge', url: null }] }));
+    const [button] = blocksOf(body)[3].elements as any[];
+    assert.equal(button.action_id, 'herald:ack:ntf_1');
+    assert.equal(button.value, 'ack');
+    assert.equal(button.url, undefined);
   });
 
   test('uses the event id in action ids when there is no notification, and caps buttons at 25', () => {

@@ -16,7 +16,9 @@ import {
  * Slack incoming webhooks: the address is the webhook URL (`https://hooks.slack.com/services/T…/B…/…`), which
  * names the channel and carries its own secret, so the provider needs no configuration. Slack answers 200 `ok`,
  * or an error status with a short plain-text code (`invalid_payload`, `channel_is_archived`, `no_service`).
- * Buttons are link buttons: a webhook alone receives no clicks, so every action opens its signed URL.
+ * An action with a URL is a link button (it opens the signed link). One without is an interactive button: when
+ * the webhook belongs to a Slack app with interactivity pointed at `/v1/integrations/slack/interactions`, the
+ * click arrives there as `block_actions` with `action_id` `herald:<action>:<notification or event id>`.
  */
 
 const RESPONSE_LIMIT = 2048;
@@ -70,28 +72,27 @@ interface Button {
   text: { type: 'plain_text'; text: string; emoji: true };
   action_id: string;
   value?: string;
-  url: string;
+  url?: string;
   style?: 'primary' | 'danger';
 }
 
 function buttons(message: Message): Button[] {
   const ref = message.notificationId ?? message.eventId;
   const out: Button[] = [];
-  const add = (id: string, label: string, url: string, style: Button['style'], value?: string) => {
+  const add = (id: string, label: string, url: string | null, style: Button['style'], value?: string) => {
     // Slack rejects the whole message (invalid_blocks) for one over-long url; leave that button out instead.
-    if (url.length > BUTTON_URL_LIMIT) return;
+    if (url !== null && url.length > BUTTON_URL_LIMIT) return;
     out.push({
       type: 'button',
       text: { type: 'plain_text', text: clip(label || id, BUTTON_TEXT_LIMIT), emoji: true },
       action_id: `herald:${id}:${ref}`.slice(0, ACTION_ID_LIMIT),
       ...(value === undefined ? {} : { value }),
-      url,
+      ...(url === null ? {} : { url }),
       ...(style === undefined ? {} : { style }),
     });
   };
   if (message.url !== null) add('open', 'Open', message.url, 'primary');
   for (const action of message.actions) {
-    if (action.url === null) continue;
     const style = action.id === 'reject' ? 'danger' : action.id === 'approve' ? 'primary' : undefined;
     add(action.id, action.label, action.url, style, action.id);
   }
@@ -100,8 +101,8 @@ function buttons(message: Message): Button[] {
 
 /**
  * The incoming-webhook payload for a message: `text` is the notification fallback, `blocks` a header (title),
- * a section (text, mrkdwn-escaped), a context line (severity, type, event id) and link buttons ("Open" and
- * each action that has a URL; no actions block when there are none).
+ * a section (text, mrkdwn-escaped), a context line (severity, type, event id) and buttons ("Open", and one per
+ * action: a link when it has a URL, interactive otherwise; no actions block when there are none).
  */
 export function slackBody(message: Message): object {
   const title = message.title.trim() || message.type;

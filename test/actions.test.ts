@@ -102,6 +102,49 @@ async function openStream(base: string, token: string) {
 }
 
 for (const engine of ENGINES) {
+  test(`[${engine}] a rule gives its actions and response policy to events that declare none`, async (t) => {
+    const s = await setup(t, engine, 2);
+    const rule = await s.h.api('PUT', '/v1/rules/po-approvals', {
+      match: { types: ['purchase_order.*'] },
+      recipients: { users: s.users.map((u) => u.id) },
+      channels: ['inapp'],
+      actions: APPROVAL,
+      response_policy: 'all',
+    });
+    assert.equal(rule.status, 201, rule.text);
+    assert.deepEqual(rule.body.actions, APPROVAL);
+    assert.equal(rule.body.response_policy, 'all');
+    const refused = await s.h.api('PUT', '/v1/rules/lonely-policy', {
+      match: { types: ['x.*'] },
+      recipients: { users: [s.users[0]!.id] },
+      channels: ['inapp'],
+      response_policy: 'all',
+    });
+    assert.equal(refused.status, 400, refused.text);
+
+    const fromRule = await publish(s, { actions: undefined, recipients: undefined });
+    const own = await publish(s, {
+      actions: [{ id: 'acknowledge', label: 'Got it' }],
+      recipients: undefined,
+    });
+    const [alice, bob] = s.users;
+    const n = await notificationOf(s, alice!, fromRule);
+    assert.deepEqual(
+      n.actions.map((a: { id: string }) => a.id),
+      ['approve', 'reject'],
+    );
+    assert.equal((await act(s, alice!, n.id, 'approve')).status, 200);
+    // Every recipient must answer (the rule's policy): Bob still can.
+    const nb = await notificationOf(s, bob!, fromRule);
+    assert.equal((await act(s, bob!, nb.id, 'approve')).status, 200);
+    const mine = await notificationOf(s, alice!, own);
+    assert.deepEqual(
+      mine.actions.map((a: { id: string }) => a.id),
+      ['acknowledge'],
+      "the event's own actions win",
+    );
+  });
+
   test(`[${engine}] an approval is written back to the source, signed, and shown on the notification and event`, async (t) => {
     // Real time: standardwebhooks refuses signatures whose timestamp is far from its own clock.
     const s = await setup(t, engine, 1, Date.now());

@@ -26,6 +26,7 @@ for (const engine of ENGINES) {
       '006_actions',
       '007_escalation',
       '008_queues',
+      '009_rule_actions',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

@@ -9,6 +9,7 @@ import * as m005 from './migrations/005_noise.ts';
 import * as m006 from './migrations/006_actions.ts';
 import * as m007 from './migrations/007_escalation.ts';
 import * as m008 from './migrations/008_queues.ts';
+import * as m009 from './migrations/009_rule_actions.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '006_actions': m006,
   '007_escalation': m007,
   '008_queues': m008,
+  '009_rule_actions': m009,
 };
 
 class StaticProvider implements MigrationProvider {

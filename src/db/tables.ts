@@ -323,6 +323,8 @@ export interface RulesTable {
   channels_by_severity: string | null;
   /** Noise options (JSON: group, throttle, digest); see src/noise/options.ts. */
   noise: string | null;
+  /** Actions and response policy for events that declare none (JSON `{actions, response_policy?}`). */
+  actions: string | null;
   /** Escalation options (JSON: escalation_policy, reminders, aging); see src/escalation/options.ts. */
   escalation: string | null;
   created_at: number;

@@ -20,6 +20,7 @@ import {
   insertNotifications,
   markRouted,
 } from './routing.repo.ts';
+import { applyRuleActions } from './rule-actions.ts';
 import { listEnabledRules } from './rules.repo.ts';
 
 const BATCH = 500;
@@ -86,6 +87,7 @@ export class Router {
     const [rules, endpoints] = await Promise.all([listEnabledRules(trx), enabledEndpoints(trx)]);
     // The same decision the explain API shows (src/routing/decision.ts).
     const decisions = await decideBatch(trx, events, rules);
+    await applyRuleActions(trx, decisions, rules);
     const notifications: Insertable<Database['notifications']>[] = [];
     const deliveries: Insertable<Database['deliveries']>[] = [];
     const audit: AuditEntry[] = [];

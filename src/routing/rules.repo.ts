@@ -1,6 +1,14 @@
 import type { Db } from '../db/engine.ts';
 import type { RuleRow } from '../db/tables.ts';
 import type { EscalationOptions } from '../escalation/options.ts';
+import type { Action, ResponsePolicy } from '../events/events.schema.ts';
+
+/** What a rule declares for the events it routes that carry no actions of their own. */
+export interface RuleActions {
+  actions: Action[];
+  response_policy?: ResponsePolicy;
+}
+
 import type { SEVERITIES } from '../events/events.schema.ts';
 import type { RuleNoise } from '../noise/options.ts';
 
@@ -68,6 +76,8 @@ export interface Rule {
   noise?: RuleNoise;
   /** Escalation policy, reminders and aging for what this rule routes (see src/escalation). */
   escalation?: EscalationOptions;
+  /** Actions (and a response policy) for the events it routes that declare none. */
+  actions?: RuleActions;
   created_at: number;
   updated_at: number;
 }
@@ -93,6 +103,7 @@ function parseRule(row: RuleRow): Rule {
       : { channels_by_severity: JSON.parse(bySeverity) as Rule['channels_by_severity'] }),
     ...(row.noise === null ? {} : { noise: JSON.parse(row.noise) as RuleNoise }),
     ...(row.escalation === null ? {} : { escalation: JSON.parse(row.escalation) as EscalationOptions }),
+    ...(row.actions === null ? {} : { actions: JSON.parse(row.actions) as RuleActions }),
     created_at: row.created_at,
     updated_at: row.updated_at,
   };
@@ -118,6 +129,7 @@ export async function upsertRule(
       rule.channels_by_severity === undefined ? null : JSON.stringify(rule.channels_by_severity),
     noise: rule.noise !== undefined && Object.keys(rule.noise).length > 0 ? JSON.stringify(rule.noise) : null,
     escalation: rule.escalation === undefined ? null : JSON.stringify(rule.escalation),
+    actions: rule.actions === undefined ? null : JSON.stringify(rule.actions),
     updated_at: now,
   };
   await db

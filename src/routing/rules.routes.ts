@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
-import { HeraldError, notFound } from '../errors.ts';
+import { HeraldError, invalid, notFound } from '../errors.ts';
 import { assertEscalation } from '../escalation/check.ts';
 import { pickEscalation } from '../escalation/options.ts';
 import { NativeEvent } from '../events/events.schema.ts';
@@ -24,8 +24,14 @@ function uniqueBySeverity(bySeverity: NonNullable<Rule['channels_by_severity']>)
   );
 }
 
-function presentRule({ escalation, ...rule }: Rule) {
-  return { ...rule, ...escalation, created_at: iso(rule.created_at), updated_at: iso(rule.updated_at) };
+function presentRule({ escalation, actions, ...rule }: Rule) {
+  return {
+    ...rule,
+    ...escalation,
+    ...actions,
+    created_at: iso(rule.created_at),
+    updated_at: iso(rule.updated_at),
+  };
 }
 
 /** Admin API for routing rules: which events reach whom, on which channels. */
@@ -65,6 +71,14 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
       };
       const escalation = pickEscalation(body);
       if (escalation !== undefined) rule.escalation = escalation;
+      if (body.actions !== undefined) {
+        rule.actions = {
+          actions: body.actions,
+          ...(body.response_policy === undefined ? {} : { response_policy: body.response_policy }),
+        };
+      } else if (body.response_policy !== undefined) {
+        throw invalid('body.response_policy', 'only applies together with actions');
+      }
       checkRule(rule);
       const now = deps.clock.now();
       const { saved, created } = await db.transaction().execute(async (trx) => {

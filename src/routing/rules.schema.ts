@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { DirectoryId } from '../directory/users.schema.ts';
 import { EscalationFields } from '../escalation/options.ts';
-import { SEVERITIES } from '../events/events.schema.ts';
+import { Action, ResponsePolicy, SEVERITIES } from '../events/events.schema.ts';
 import { RuleNoise } from '../noise/options.ts';
 import { EVENT_PATH_REGEX, TYPE_PATTERN_REGEX } from './patterns.ts';
 
@@ -123,6 +123,19 @@ const ChannelsBySeverity = Type.Object(
   },
 );
 
+/** Actions a rule gives the events it routes, when an event declares none of its own. */
+const RuleActionFields = {
+  actions: Type.Optional(
+    Type.Array(Action, {
+      minItems: 1,
+      maxItems: 10,
+      description:
+        'Actions for the events this rule routes that declare none (approve, reject, acknowledge, ...)',
+    }),
+  ),
+  response_policy: Type.Optional(ResponsePolicy),
+};
+
 export const RuleBody = Type.Object(
   {
     name: Type.Optional(Type.Union([Type.Null(), Type.String({ maxLength: 200 })])),
@@ -142,6 +155,7 @@ export const RuleBody = Type.Object(
     channels_by_severity: Type.Optional(ChannelsBySeverity),
     noise: Type.Optional(RuleNoise),
     ...EscalationFields,
+    ...RuleActionFields,
   },
   { additionalProperties: false },
 );
@@ -158,6 +172,7 @@ export const RuleShape = Type.Object({
   channels_by_severity: Type.Optional(ChannelsBySeverity),
   noise: Type.Optional(RuleNoise),
   ...EscalationFields,
+  ...RuleActionFields,
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
 });

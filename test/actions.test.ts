@@ -406,6 +406,16 @@ for (const engine of ENGINES) {
     const late = await act(s, s.users[0]!, (await notificationOf(s, s.users[0]!, eventId)).id, 'acknowledge');
     assert.equal(late.status, 409);
     assert.equal(s.receiver.requests.length, 0);
+
+    // The sync fails again: with its earlier notification resolved, that is a new notification, not an update.
+    const recurrence = await publish(s, {
+      dedup_key: 'erp-crm-sync',
+      actions: [{ id: 'acknowledge', label: 'Ack' }],
+    });
+    const fresh = await notificationOf(s, s.users[0]!, recurrence);
+    assert.equal(fresh.state, 'unread');
+    assert.equal(fresh.occurrences, 1);
+    assert.equal((await notificationOf(s, s.users[0]!, eventId)).state, 'resolved');
   });
 
   test(`[${engine}] an event its source closed before routing: resolved notifies nobody; acknowledged notifies but does not escalate`, async (t) => {

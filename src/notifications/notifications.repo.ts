@@ -187,7 +187,8 @@ export async function findOpenByDedupKeys(
         .selectFrom('notifications')
         .select(['id', 'user_id', 'source_id', 'dedup_key'])
         .where('dedup_key', 'in', keys.slice(i, i + CHUNK))
-        .where('state', '!=', 'archived')
+        // Resolved and archived ones are closed: a new occurrence is news again.
+        .where('state', 'in', ['unread', 'read'])
         .orderBy('id')
         .execute()),
     );

@@ -235,4 +235,23 @@ for (const engine of ENGINES) {
       'sre-1',
     ]);
   });
+
+  test(`[${engine}] a queue item leaves the open list when its source resolves the event`, async (t) => {
+    const { h, key, tokens } = await setUp(t, engine);
+    const eventId = await publish(h, key, { type: 'integration.failed', id: 'sync-7' });
+    await routeAll(h);
+    assert.equal((await items(h, tokens.lead, '?state=open')).body.items.length, 1);
+    const acked = await h.api('POST', `/v1/events/${eventId}/acknowledge`, undefined, key);
+    assert.equal(acked.status, 200, acked.text);
+    assert.equal(
+      (await items(h, tokens.lead, '?state=open')).body.items.length,
+      1,
+      'acknowledged: still to take',
+    );
+    const resolved = await h.api('POST', `/v1/events/${eventId}/resolve`, undefined, key);
+    assert.equal(resolved.status, 200, resolved.text);
+    assert.deepEqual((await items(h, tokens.lead, '?state=open')).body.items, []);
+    const [done] = (await items(h, tokens.sre, '?state=done')).body.items;
+    assert.equal(done.event_id, eventId);
+  });
 }

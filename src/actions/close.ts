@@ -4,6 +4,8 @@ import type { EventRow } from '../db/tables.ts';
 import { notFound } from '../errors.ts';
 import { stopEscalation } from '../escalation/stop.ts';
 import { announceInboxes } from '../noise/announce.ts';
+import { announceQueueItems } from '../queues/queues.live.ts';
+import { finishQueueItemsOfEvents } from '../queues/queues.repo.ts';
 import {
   findSourceEvents,
   lockEvent,
@@ -45,6 +47,8 @@ export async function closeSourceEvents(
 ): Promise<Closed[]> {
   const { store, clock } = ctx;
   const resolution = RESOLUTION[action];
+  // Queue items finished by the close, announced after the commit (the transaction may run again).
+  const items: string[] = [];
   const result = await store.db.transaction().execute(async (trx) => {
     const events = await findSourceEvents(trx, sourceId, by);
     if (events.length === 0) throw notFound('Event', 'id' in by ? by.id : `with dedup_key ${by.dedupKey}`);
@@ -56,6 +60,7 @@ export async function closeSourceEvents(
     const now = clock.now();
     const closed: Closed[] = [];
     const users = new Set<string>();
+    items.length = 0;
     for (const listed of events) {
       const event = (await lockEvent(trx, listed.id)) ?? listed;
       if (!changes(event, resolution)) {
@@ -88,11 +93,15 @@ export async function closeSourceEvents(
         data: { from: event.resolution, notifications_resolved: open.length },
       });
       await stopEscalation(trx, event.id, now, resolution);
+      // Resolved or cancelled: nothing is left to take in a shared queue (acknowledged still is).
+      if (resolution !== 'acknowledged')
+        items.push(...(await finishQueueItemsOfEvents(trx, [event.id], now)));
       closed.push(summary(event, resolution, true, open.length));
     }
     return { closed, users };
   });
   if (result.users.size > 0) announceInboxes(store, result.users);
+  announceQueueItems(store.notifier, items);
   return result.closed;
 }
 

@@ -192,3 +192,20 @@ export async function changeQueueItem(
   const result = await query.executeTakeFirst();
   return Number(result.numUpdatedRows) > 0;
 }
+
+/** Marks every unfinished queue item of these events done (their source closed them); returns the ids changed. */
+export async function finishQueueItemsOfEvents(
+  db: Db,
+  eventIds: readonly string[],
+  now: number,
+): Promise<string[]> {
+  if (eventIds.length === 0) return [];
+  const rows = await db
+    .updateTable('queue_items')
+    .set({ state: 'done', updated_at: now })
+    .where('event_id', 'in', [...eventIds])
+    .where('state', '!=', 'done')
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}

@@ -1,3 +1,4 @@
+import { insertInChunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 
 /** Who did something: `admin`, `source:<id>`, `user:<id>` or `system`. */
@@ -17,22 +18,16 @@ export interface AuditEntry {
 export async function appendAudit(db: Db, entries: AuditEntry | AuditEntry[]): Promise<void> {
   const list = Array.isArray(entries) ? entries : [entries];
   if (list.length === 0) return;
-  // SQLite allows 32,766 bound values per statement; 6 per row keeps chunks well inside it.
-  for (let i = 0; i < list.length; i += 1000) {
-    await db
-      .insertInto('audit_log')
-      .values(
-        list.slice(i, i + 1000).map((e) => ({
-          at: e.at,
-          actor: e.actor,
-          action: e.action,
-          subject_type: e.subject_type,
-          subject_id: e.subject_id,
-          data: e.data === undefined ? null : JSON.stringify(e.data),
-        })),
-      )
-      .execute();
-  }
+  const rows = list.map((e) => ({
+    at: e.at,
+    actor: e.actor,
+    action: e.action,
+    subject_type: e.subject_type,
+    subject_id: e.subject_id,
+    data: e.data === undefined ? null : JSON.stringify(e.data),
+  }));
+  // Every write path appends here: statements compiled once per row count (see db/bulk.ts).
+  await insertInChunks(db, rows, (chunk) => db.insertInto('audit_log').values(chunk));
 }
 
 export interface AuditFilter {

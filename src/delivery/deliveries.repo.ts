@@ -1,4 +1,5 @@
 import { type Selectable, sql } from 'kysely';
+import { insertInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
 import type { AttemptsTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
 import { presentEventDelivery } from './endpoints.present.ts';
@@ -193,13 +194,7 @@ export async function findEvents(db: Db, ids: readonly string[]): Promise<EventR
 }
 
 export async function insertAttempts(db: Db, rows: AttemptRow[]): Promise<void> {
-  // SQLite allows 32,766 bound values per statement; 9 per row keeps chunks well inside it.
-  for (let i = 0; i < rows.length; i += 500) {
-    await db
-      .insertInto('attempts')
-      .values(rows.slice(i, i + 500))
-      .execute();
-  }
+  await insertInChunks(db, rows, (chunk) => db.insertInto('attempts').values(chunk));
 }
 
 /** The state a delivery is left in after an attempt. */

@@ -96,6 +96,38 @@ export async function claimDueDeliveries(store: Store, options: ClaimOptions): P
 }
 
 /**
+ * Claims up to `limit` due deliveries of one lane, oldest first: the cheap claim for a lane a node is working
+ * through (no window over other lanes' rows). Not for write-back lanes, whose order claimDueDeliveries keeps.
+ */
+export async function claimLaneDeliveries(
+  store: Store,
+  lane: string,
+  limit: number,
+  now: number,
+  lockedUntil: number,
+): Promise<DeliveryRow[]> {
+  const { db } = store;
+  const due = store.lockForClaim(
+    db
+      .selectFrom('deliveries')
+      .select('id')
+      .where('status', '=', PENDING)
+      .where('lane', '=', lane)
+      .where('next_attempt_at', '<=', now)
+      .where('locked_until', '<=', now)
+      .orderBy('next_attempt_at')
+      .limit(limit),
+  );
+  return db
+    .updateTable('deliveries')
+    .set({ locked_until: lockedUntil })
+    .where('id', 'in', due)
+    .where('locked_until', '<=', now)
+    .returningAll()
+    .execute();
+}
+
+/**
  * Claims the oldest pending delivery of each ordered endpoint, when it is due: an ordered endpoint receives one
  * delivery at a time in creation order, and one waiting for a retry holds back those behind it.
  */

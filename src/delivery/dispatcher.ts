@@ -3,7 +3,13 @@ import { USER_CHANNELS } from '../channels/registry.ts';
 import type { Context } from '../context.ts';
 import { type Keys, loadKeys } from '../settings/keys.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
-import { claimDueDeliveries, claimOrderedHeads, nextDueAt, releaseDeliveries } from './deliveries.repo.ts';
+import {
+  claimDueDeliveries,
+  claimLaneDeliveries,
+  claimOrderedHeads,
+  nextDueAt,
+  releaseDeliveries,
+} from './deliveries.repo.ts';
 import { type Job, prepareJobs } from './jobs.ts';
 import { type LaneRules, loadLaneRules } from './lanes.repo.ts';
 import { OutcomeWriter } from './outcomes.ts';
@@ -148,6 +154,9 @@ export class Dispatcher {
     let working = false;
     let workingWithRoom = false;
     let workingRoom = 0;
+    let workingLanes = 0;
+    /** Lanes in work with room, claimed for one by one when few lanes are in work (see below). */
+    const targeted: [string, number][] = [];
     for (const [id, lane] of this.#lanes) {
       const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
       lane.rules = rule;
@@ -159,8 +168,10 @@ export class Dispatcher {
       if (rule.pausedUntil !== null) room = 0;
       if (held > 0) {
         working = true;
+        workingLanes++;
         if (room > 0) workingWithRoom = true;
         workingRoom += Math.max(room, 0);
+        if (room > 0 && !rule.ordered && !id.startsWith('callback:')) targeted.push([id, room]);
       }
       if (rule.ordered) {
         if (room > 0 && held === 0) orderedHeads.push(id);
@@ -171,25 +182,43 @@ export class Dispatcher {
     // Every lane being worked on is full: a claim now could only find other lanes' work, and to do so it reads
     // past the full lanes' backlog. Do that at most every IDLE_CLAIM_MS, or at once when work was announced.
     const real = performance.now();
-    if (working && !workingWithRoom && orderedHeads.length === 0 && !this.#announced) {
+    const announced = this.#announced;
+    if (working && !workingWithRoom && orderedHeads.length === 0 && !announced) {
       if (real - this.#idleClaimAt < IDLE_CLAIM_MS) return { jobs: [], claimed: 0 };
       this.#idleClaimAt = real;
     }
     this.#announced = false;
     const lockedUntil = now + this.#timeoutMs + LEASE_MARGIN_MS;
-    const claimed = [
-      ...(await claimOrderedHeads(store, orderedHeads, now, lockedUntil)),
-      ...(await claimDueDeliveries(store, {
-        now,
-        limit,
-        perLane: AHEAD * this.#perEndpoint,
-        roomFor,
-        excludeLanes: exclude,
-        lockedUntil,
-        // Enough candidates for the lanes in work and one new lane: the window over them is the claim's cost.
-        scan: Math.min(2 * limit, 2 * workingRoom + 2 * AHEAD * this.#perEndpoint),
-      })),
-    ];
+    const claimed = await claimOrderedHeads(store, orderedHeads, now, lockedUntil);
+    // While only a few lanes are in work (one busy endpoint, say), each is claimed for by name, which costs
+    // little, and the claim over all lanes, which finds work elsewhere, runs only every IDLE_CLAIM_MS or when
+    // work was announced. With many lanes in work, the one claim over all lanes serves them all at once.
+    const few = targeted.length > 0 && workingLanes <= TARGETED_LANES;
+    if (few) {
+      for (const [id, room] of targeted) {
+        if (claimed.length >= limit) break;
+        claimed.push(
+          ...(await claimLaneDeliveries(store, id, Math.min(room, limit - claimed.length), now, lockedUntil)),
+        );
+        exclude.push(id);
+      }
+    }
+    const rest = limit - claimed.length;
+    if (rest > 0 && (!few || announced || real - this.#idleClaimAt >= IDLE_CLAIM_MS)) {
+      if (few) this.#idleClaimAt = real;
+      claimed.push(
+        ...(await claimDueDeliveries(store, {
+          now,
+          limit: rest,
+          perLane: AHEAD * this.#perEndpoint,
+          roomFor,
+          excludeLanes: exclude,
+          lockedUntil,
+          // Enough candidates for the lanes in work and one new lane: the window over them is the claim's cost.
+          scan: Math.min(2 * rest, 2 * workingRoom + 2 * AHEAD * this.#perEndpoint),
+        })),
+      );
+    }
     if (claimed.length === 0) return { jobs: [], claimed: 0 };
     // Oldest first (RETURNING has no order).
     claimed.sort((a, b) => a.next_attempt_at - b.next_attempt_at || (a.id < b.id ? -1 : 1));
@@ -326,6 +355,8 @@ const LANE_RULES_MS = 1_000;
 /** A lane with every slot busy and no send finished for this long is treated as slow. */
 const STUCK_MS = 50;
 const IDLE_CLAIM_MS = 25;
+/** While at most this many lanes are in work, each is claimed for by name. */
+const TARGETED_LANES = 2;
 
 const PLAIN: LaneRules = {
   concurrency: 0,

@@ -93,7 +93,7 @@ function adapt(raw: DatabaseSync): SqliteDatabase {
   // Short statements are the repeated queries. Multi-row inserts compile to a large, different statement
   // for each row count, so only the few most recent are kept (under load, the full-chunk ones repeat):
   // caching every size would hold hundreds of megabytes.
-  const short = new StatementCache(200);
+  const short = new StatementCache(1_000);
   const long = new StatementCache(8);
   return {
     close: () => raw.close(),

@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { type Dispatcher, errors, request } from 'undici';
-import { UnsafeAddressError } from '../delivery/ssrf.ts';
+import { request } from 'undici';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
   ChannelConfigError,
@@ -11,6 +10,7 @@ import {
   type SendResult,
   truncate,
 } from './channel.ts';
+import { noAnswer, readStart } from './http.ts';
 
 /*
  * Slack incoming webhooks: the address is the webhook URL (`https://hooks.slack.com/services/T…/B…/…`), which
@@ -21,7 +21,6 @@ import {
  * click arrives there as `block_actions` with `action_id` `herald:<action>:<notification or event id>`.
  */
 
-const RESPONSE_LIMIT = 2048;
 // Block Kit limits (docs.slack.dev reference/block-kit): header text 150, section text 3000, button text 75,
 // button url 3000, action_id 255, at most 25 elements in an actions block.
 const HEADER_LIMIT = 150;
@@ -132,37 +131,11 @@ export interface ChatAnswer {
   latencyMs: number;
 }
 
-async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size >= RESPONSE_LIMIT) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
-}
-
 function networkFailure(error: unknown, timeoutMs: number, latencyMs: number): SendResult {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    // A refused address does not become reachable by retrying; only the allow list can change that.
-    if (e instanceof UnsafeAddressError)
-      return result({ outcome: 'failed', latencyMs, error: `refused: ${e.message}` });
-  }
-  const e = error as Error;
-  const timedOut =
-    error instanceof errors.HeadersTimeoutError ||
-    error instanceof errors.BodyTimeoutError ||
-    error instanceof errors.ConnectTimeoutError ||
-    e.name === 'TimeoutError' ||
-    e.name === 'AbortError';
-  const detail = timedOut
-    ? `timeout: no answer within ${timeoutMs / 1000} s`
-    : `network: ${(e.cause instanceof Error ? e.cause.message : '') || e.message || String(error)}`;
-  return result({ outcome: 'retry', latencyMs, providerFault: true, error: detail.slice(0, 500) });
+  const reason = noAnswer(error, timeoutMs);
+  // A refused address does not become reachable by retrying; only the allow list can change that.
+  if (reason.startsWith('refused:')) return result({ outcome: 'failed', latencyMs, error: reason });
+  return result({ outcome: 'retry', latencyMs, providerFault: true, error: reason });
 }
 
 /**

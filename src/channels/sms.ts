@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { type Dispatcher, errors, request } from 'undici';
-import { UnsafeAddressError } from '../delivery/ssrf.ts';
+import { request } from 'undici';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
   ChannelConfigError,
@@ -11,6 +10,7 @@ import {
   type SendResult,
   truncate,
 } from './channel.ts';
+import { noAnswer, readStart } from './http.ts';
 import { fitSms } from './sms-text.ts';
 
 /*
@@ -39,7 +39,6 @@ const E164 = /^\+[1-9]\d{1,14}$/;
 const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
 const SERVICE_SID = /^MG[0-9a-fA-F]{32}$/;
 const KEYS = ['base_url', 'account_sid', 'auth_token', 'from', 'max_segments', 'status_callback'];
-const RESPONSE_LIMIT = 2048;
 // 429 from Twilio rarely carries Retry-After; a second keeps a busy account from being hammered.
 const MIN_THROTTLE_MS = 1000;
 /** Twilio errors that say the number itself cannot receive: 21211 invalid To, 21614 not mobile, 21610 STOP. */
@@ -98,20 +97,6 @@ function validateConfig(config: unknown): SmsConfig {
   };
 }
 
-async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size >= RESPONSE_LIMIT) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
-}
-
 function parse(text: string): Record<string, unknown> {
   try {
     const body: unknown = JSON.parse(text);
@@ -150,23 +135,9 @@ function classify(
 }
 
 function networkFailure(error: unknown, timeoutMs: number, latencyMs: number): SendResult {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    // A refused base_url is the provider's misconfiguration: the next provider may still reach its API.
-    if (e instanceof UnsafeAddressError) {
-      return result({ outcome: 'retry', latencyMs, providerFault: true, error: `refused: ${e.message}` });
-    }
-  }
-  const e = error as Error;
-  const timedOut =
-    error instanceof errors.HeadersTimeoutError ||
-    error instanceof errors.BodyTimeoutError ||
-    error instanceof errors.ConnectTimeoutError ||
-    e.name === 'TimeoutError' ||
-    e.name === 'AbortError';
-  const detail = timedOut
-    ? `timeout: no answer within ${timeoutMs / 1000} s`
-    : `network: ${(e.cause instanceof Error ? e.cause.message : '') || e.message || String(error)}`;
-  return result({ outcome: 'retry', latencyMs, providerFault: true, error: detail.slice(0, 500) });
+  // The provider's URL is the operator's: a refusal is a fault of the provider's configuration, so the next
+  // provider is tried, as for any other unanswered request.
+  return result({ outcome: 'retry', latencyMs, providerFault: true, error: noAnswer(error, timeoutMs) });
 }
 
 async function send(

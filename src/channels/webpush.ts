@@ -1,8 +1,7 @@
 import { createECDH, createHash, createPublicKey } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type Dispatcher, errors, request } from 'undici';
+import { request } from 'undici';
 import webpush from 'web-push';
-import { UnsafeAddressError } from '../delivery/ssrf.ts';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
   ChannelConfigError,
@@ -15,6 +14,7 @@ import {
   type Severity,
   truncate,
 } from './channel.ts';
+import { noAnswer, readStart } from './http.ts';
 
 /*
  * Web Push: the payload is encrypted for the browser (RFC 8291, aes128gcm) and POSTed to the push service
@@ -56,7 +56,6 @@ export interface WebPushPayload {
 
 // RFC 8291 §4: a 4096-byte body minus the aes128gcm header (86), tag (16) and padding delimiter (1).
 const MAX_PLAINTEXT_BYTES = 3993;
-const RESPONSE_LIMIT = 2048;
 const HOUR = 3600;
 // How long the push service keeps a message for an offline device when it has no expiry of its own.
 const TTL_BY_SEVERITY: Record<Severity, number> = {
@@ -221,20 +220,6 @@ function topicFor(messageId: string): string {
   return createHash('sha256').update(messageId).digest('base64url').slice(0, 32);
 }
 
-async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size >= RESPONSE_LIMIT) {
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
-}
-
 /** The push service's reason: autopush answers `{code, errno, error, message}`, others plain text. */
 function reasonOf(text: string): string {
   try {
@@ -291,22 +276,10 @@ function classify(
 }
 
 function networkFailure(error: unknown, timeoutMs: number, latencyMs: number): SendResult {
-  for (let e: unknown = error; e instanceof Error; e = e.cause) {
-    // A refused address does not become reachable by retrying; only the allow list can change that.
-    if (e instanceof UnsafeAddressError)
-      return result({ outcome: 'failed', latencyMs, error: `refused: ${e.message}` });
-  }
-  const e = error as Error;
-  const timedOut =
-    error instanceof errors.HeadersTimeoutError ||
-    error instanceof errors.BodyTimeoutError ||
-    error instanceof errors.ConnectTimeoutError ||
-    e.name === 'TimeoutError' ||
-    e.name === 'AbortError';
-  const detail = timedOut
-    ? `timeout: no answer within ${timeoutMs / 1000} s`
-    : `network: ${(e.cause instanceof Error ? e.cause.message : '') || e.message || String(error)}`;
-  return result({ outcome: 'retry', latencyMs, providerFault: true, error: detail.slice(0, 500) });
+  const reason = noAnswer(error, timeoutMs);
+  // A refused address does not become reachable by retrying; only the allow list can change that.
+  if (reason.startsWith('refused:')) return result({ outcome: 'failed', latencyMs, error: reason });
+  return result({ outcome: 'retry', latencyMs, providerFault: true, error: reason });
 }
 
 async function send(

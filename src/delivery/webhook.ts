@@ -2,6 +2,7 @@ import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:c
 import { performance } from 'node:perf_hooks';
 import { type Dispatcher, errors, request } from 'undici';
 import { result, type SendResult } from '../channels/channel.ts';
+import { readStart } from '../channels/http.ts';
 
 /*
  * Standard Webhooks (standard-webhooks/standard-webhooks, spec 1.0.0): the body is signed as
@@ -10,7 +11,6 @@ import { result, type SendResult } from '../channels/channel.ts';
  */
 
 const SECRET_PREFIX = 'whsec_';
-const RESPONSE_LIMIT = 2048;
 const RETRY_AFTER_CAP_MS = 24 * 3600 * 1000;
 
 /** A new signing secret: `whsec_` and 32 random bytes in base64. */
@@ -151,21 +151,6 @@ export function retryAfter(value: string | string[] | undefined, now: number): n
     ms = date - now;
   }
   return Math.min(Math.max(ms, 0), RETRY_AFTER_CAP_MS);
-}
-
-async function readStart(body: Dispatcher.ResponseData['body']): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size >= RESPONSE_LIMIT) {
-      // Enough for the record; the rest is not worth waiting for (the connection is dropped, not reused).
-      body.destroy();
-      break;
-    }
-  }
-  return Buffer.concat(chunks).subarray(0, RESPONSE_LIMIT).toString('utf8');
 }
 
 function describe(error: unknown, timeoutMs: number): string {

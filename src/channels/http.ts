@@ -1,4 +1,4 @@
-import { type Dispatcher, errors } from 'undici';
+import { type Dispatcher, errors, request } from 'undici';
 import { UnsafeAddressError } from '../delivery/ssrf.ts';
 
 /*
@@ -57,4 +57,33 @@ export function noAnswer(error: unknown, timeoutMs: number): string {
     0,
     500,
   );
+}
+
+/** What a peer answered: status, headers and the start of the body. */
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+/**
+ * POSTs `body` through the caller's (SSRF-guarded) agent within the timeout and reads the start of the answer.
+ * Throws when no answer came; {@link noAnswer} says why.
+ */
+export async function post(
+  url: string,
+  headers: Record<string, string>,
+  body: string | Buffer | undefined,
+  options: { dispatcher: Dispatcher; timeoutMs: number },
+): Promise<Answer> {
+  const response = await request(url, {
+    method: 'POST',
+    dispatcher: options.dispatcher,
+    headers,
+    body,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+    signal: AbortSignal.timeout(options.timeoutMs),
+  });
+  return { status: response.statusCode, headers: response.headers, text: await readStart(response.body) };
 }

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { request } from 'undici';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
   ChannelConfigError,
@@ -10,7 +9,7 @@ import {
   type SendResult,
   truncate,
 } from './channel.ts';
-import { noAnswer, readStart } from './http.ts';
+import { noAnswer, post } from './http.ts';
 
 /*
  * Slack incoming webhooks: the address is the webhook URL (`https://hooks.slack.com/services/T…/B…/…`), which
@@ -153,17 +152,9 @@ export async function postChat(
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   try {
-    const response = await request(url, {
-      method: 'POST',
-      dispatcher: options.dispatcher,
-      headers: { 'content-type': 'application/json', 'user-agent': 'Herald/1.0' },
-      body: JSON.stringify(payload),
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const text = await readStart(response.body);
-    return { status: response.statusCode, headers: response.headers, text, latencyMs: elapsed() };
+    const headers = { 'content-type': 'application/json', 'user-agent': 'Herald/1.0' };
+    const answer = await post(url, headers, JSON.stringify(payload), options);
+    return { ...answer, latencyMs: elapsed() };
   } catch (error) {
     return networkFailure(error, options.timeoutMs, elapsed());
   }

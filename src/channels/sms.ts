@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import { request } from 'undici';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
   ChannelConfigError,
@@ -10,7 +9,7 @@ import {
   type SendResult,
   truncate,
 } from './channel.ts';
-import { noAnswer, readStart } from './http.ts';
+import { noAnswer, post } from './http.ts';
 import { fitSms } from './sms-text.ts';
 
 /*
@@ -166,22 +165,18 @@ async function send(
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
   try {
-    const response = await request(url, {
-      method: 'POST',
-      dispatcher: options.dispatcher,
-      headers: {
+    const answer = await post(
+      url,
+      {
         authorization: `Basic ${credentials}`,
         'content-type': 'application/x-www-form-urlencoded',
         accept: 'application/json',
         'user-agent': 'Herald/1.0',
       },
-      body: form.toString(),
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const text = await readStart(response.body);
-    return classify(response.statusCode, response.headers, text, elapsed(), options.now());
+      form.toString(),
+      options,
+    );
+    return classify(answer.status, answer.headers, answer.text, elapsed(), options.now());
   } catch (error) {
     return networkFailure(error, options.timeoutMs, elapsed());
   }

@@ -1,6 +1,5 @@
 import { createECDH, createHash, createPublicKey } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { request } from 'undici';
 import webpush from 'web-push';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
@@ -14,7 +13,7 @@ import {
   type Severity,
   truncate,
 } from './channel.ts';
-import { noAnswer, readStart } from './http.ts';
+import { noAnswer, post } from './http.ts';
 
 /*
  * Web Push: the payload is encrypted for the browser (RFC 8291, aes128gcm) and POSTed to the push service
@@ -329,17 +328,8 @@ async function send(
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(details.headers)) headers[name.toLowerCase()] = String(value);
   try {
-    const response = await request(details.endpoint, {
-      method: 'POST',
-      dispatcher: options.dispatcher,
-      headers,
-      body: details.body ?? undefined,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const text = await readStart(response.body);
-    return classify(response.statusCode, response.headers, text, elapsed(), options.now());
+    const answer = await post(details.endpoint, headers, details.body ?? undefined, options);
+    return classify(answer.status, answer.headers, answer.text, elapsed(), options.now());
   } catch (error) {
     return networkFailure(error, options.timeoutMs, elapsed());
   }

@@ -1,8 +1,8 @@
 import { createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type Dispatcher, errors, request } from 'undici';
+import { type Dispatcher, errors } from 'undici';
 import { result, type SendResult } from '../channels/channel.ts';
-import { readStart } from '../channels/http.ts';
+import { post } from '../channels/http.ts';
 
 /*
  * Standard Webhooks (standard-webhooks/standard-webhooks, spec 1.0.0): the body is signed as
@@ -83,25 +83,17 @@ export async function sendWebhook(message: WebhookMessage, options: SendOptions)
   const timestamp = Math.floor(message.at / 1000);
   const started = performance.now();
   try {
-    const response = await request(message.url, {
-      method: 'POST',
-      dispatcher: options.dispatcher,
-      headers: {
-        ...message.headers,
-        'content-type': 'application/json',
-        'user-agent': 'Herald-Webhooks/1.0',
-        'webhook-id': message.msgId,
-        'webhook-timestamp': String(timestamp),
-        'webhook-signature': signWebhook(message.secret, message.msgId, timestamp, message.body),
-      },
-      body: message.body,
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      signal: AbortSignal.timeout(options.timeoutMs),
-    });
-    const text = await readStart(response.body);
+    const headers = {
+      ...message.headers,
+      'content-type': 'application/json',
+      'user-agent': 'Herald-Webhooks/1.0',
+      'webhook-id': message.msgId,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signWebhook(message.secret, message.msgId, timestamp, message.body),
+    };
+    const answer = await post(message.url, headers, message.body, options);
     const latencyMs = Math.round(performance.now() - started);
-    return classify(response.statusCode, response.headers, text, latencyMs, options.now());
+    return classify(answer.status, answer.headers, answer.text, latencyMs, options.now());
   } catch (error) {
     const latencyMs = Math.round(performance.now() - started);
     return {

@@ -1,6 +1,6 @@
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
-import type { NewEvent } from '../db/tables.ts';
+import type { EventRow, NewEvent } from '../db/tables.ts';
 import { HeraldError } from '../errors.ts';
 import { newId } from '../ids.ts';
 import { findExisting, insertEvents } from './events.repo.ts';
@@ -83,7 +83,7 @@ export class Ingestor {
   async #commit(events: IncomingEvent[]): Promise<IngestResult[]> {
     const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
-    const rows: NewEvent[] = events.map((e) => toRow(e, now));
+    const rows: NewEvent[] = events.map((e) => eventRow(e, now));
     const results = await store.transactDurably(async (trx) => {
       const inserted = await insertEvents(trx, rows);
       const out: IngestResult[] = [];
@@ -172,7 +172,8 @@ async function lookUpRepeats(trx: Parameters<typeof findExisting>[0], repeats: N
     byExternal.get(`${row.source_id}\u0000${row.external_id}`);
 }
 
-function toRow(e: IncomingEvent, now: number): NewEvent {
+/** The row an incoming event is stored as (with a new Herald id); explain routes one without storing it. */
+export function eventRow(e: IncomingEvent, now: number): EventRow {
   const id = newId('evt', now);
   const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
   return {

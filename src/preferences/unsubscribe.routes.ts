@@ -1,11 +1,12 @@
 import type { SwaggerTransform } from '@fastify/swagger';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { isUserChannel, type UserChannel } from '../channels/registry.ts';
 import type { App, Deps } from '../deps.ts';
 import { findUser } from '../directory/users.repo.ts';
-import { ERRORS, HeraldError } from '../errors.ts';
+import { HeraldError } from '../errors.ts';
+import { escapeHtml, htmlPage, refuse } from '../http/page.ts';
 import { TYPE_PATTERN_REGEX } from '../routing/patterns.ts';
 import { type Keys, loadKeys, verifyToken } from '../settings/keys.ts';
 import { listPreferences, setPreference } from './preferences.repo.ts';
@@ -90,7 +91,7 @@ export async function unsubscribeRoutes(app: App, deps: Deps): Promise<void> {
       const found = await link(request);
       if (found === undefined) return refuse(request, reply, new HeraldError('invalid_link'));
       const what = describe(found);
-      return html(
+      return htmlPage(
         reply,
         200,
         'Unsubscribe',
@@ -132,7 +133,7 @@ export async function unsubscribeRoutes(app: App, deps: Deps): Promise<void> {
         );
       }
       await unsubscribe(deps, found);
-      return html(
+      return htmlPage(
         reply,
         200,
         'Unsubscribed',
@@ -189,38 +190,4 @@ function readLink(keys: Keys, token: string): Link | undefined {
 
 function describe(link: Link): string {
   return `${WHAT[link.channel]} about <strong>${escapeHtml(link.category)}</strong>`;
-}
-
-/** An error as problem+json, or as a page for a browser (someone clicked a broken link). */
-function refuse(request: FastifyRequest, reply: FastifyReply, error: HeraldError) {
-  if (!/\btext\/html\b/.test(request.headers.accept ?? '')) throw error;
-  return html(reply, error.status, ERRORS[error.code].title, `<p>${escapeHtml(error.message)}</p>`);
-}
-
-function html(reply: FastifyReply, status: number, title: string, body: string) {
-  return reply
-    .code(status)
-    .type('text/html; charset=utf-8')
-    .header('cache-control', 'no-store')
-    .header('referrer-policy', 'no-referrer')
-    .header('x-robots-tag', 'noindex')
-    .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-    .send(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}.note{color:#555}</style>
-</head>
-<body>
-<h1>${escapeHtml(title)}</h1>
-${body}
-</body>
-</html>
-`);
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
 }

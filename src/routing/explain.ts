@@ -2,8 +2,6 @@ import { iso } from '../clock.ts';
 import type { Db } from '../db/engine.ts';
 import type { EventRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
-import type { IncomingEvent } from '../events/normalize.ts';
-import { newId } from '../ids.ts';
 import { queueItemId } from '../queues/queues.repo.ts';
 import {
   type DecisionStep,
@@ -81,43 +79,6 @@ export function routingSummary(decision: EventDecision, endpoints: string[]) {
     channels_skipped: recipients
       .flatMap((r) => r.skipped.map((s) => ({ user_id: r.userId, ...s })))
       .slice(0, LISTED),
-  };
-}
-
-/** An event as a source would publish it, as the row routing works on; it is not stored. */
-export function unstoredEvent(e: IncomingEvent, now: number): EventRow {
-  const json = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
-  const id = newId('evt', now);
-  return {
-    id,
-    source_id: e.sourceId,
-    external_id: e.externalId ?? id,
-    idempotency_key: null,
-    body_hash: e.bodyHash,
-    format: e.format,
-    type: e.type,
-    subject: e.subject,
-    time: e.time ?? now,
-    severity: e.severity,
-    title: e.title,
-    summary: e.summary,
-    url: e.url,
-    due_at: e.dueAt,
-    recipients: json(e.recipients),
-    actions: json(e.actions),
-    dedup_key: e.dedupKey,
-    escalation: json(e.escalation),
-    data: json(e.data),
-    extensions: json(e.extensions),
-    status: 'pending',
-    received_at: now,
-    routed_at: null,
-    locked_until: 0,
-    response_policy: null,
-    callback_url: null,
-    resolution: null,
-    resolved_at: null,
-    resolved_by: null,
   };
 }
 

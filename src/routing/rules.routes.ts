@@ -6,12 +6,13 @@ import { HeraldError, invalid, notFound } from '../errors.ts';
 import { assertEscalation } from '../escalation/check.ts';
 import { pickEscalation } from '../escalation/options.ts';
 import { NativeEvent } from '../events/events.schema.ts';
+import { eventRow } from '../events/ingest.ts';
 import { fromNative } from '../events/normalize.ts';
 import { decodeCursor, encodeCursor, Page, PageQuery } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
 import { explainNoiseStep } from '../noise/explain.ts';
 import { findSource } from '../sources/sources.repo.ts';
-import { explainEvent, unstoredEvent } from './explain.ts';
+import { explainEvent } from './explain.ts';
 import { assertRuleReferences, checkRule, uniqueSpecs } from './rules.check.ts';
 import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.repo.ts';
 import { RuleBody, RuleParams, RuleShape } from './rules.schema.ts';
@@ -203,7 +204,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
       }
       const now = deps.clock.now();
       // Decision steps as a dry run: noise control says whom it would hold back now, and why.
-      return explainEvent(db, unstoredEvent(incoming, now), now, [explainNoiseStep]);
+      return explainEvent(db, eventRow(incoming, now), now, [explainNoiseStep]);
     },
   );
 }

@@ -1,9 +1,9 @@
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { EventRow } from '../db/tables.ts';
 import { notFound } from '../errors.ts';
 import { stopEscalation } from '../escalation/stop.ts';
-import { announceInboxes } from '../noise/announce.ts';
 import { announceQueueItems } from '../queues/queues.live.ts';
 import { finishQueueItemsOfEvents } from '../queues/queues.repo.ts';
 import {
@@ -100,7 +100,7 @@ export async function closeSourceEvents(
     }
     return { closed, users };
   });
-  if (result.users.size > 0) announceInboxes(store, result.users);
+  if (result.users.size > 0) publishIds(store.notifier, 'inbox', result.users);
   announceQueueItems(store.notifier, items);
   return result.closed;
 }

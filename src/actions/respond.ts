@@ -2,12 +2,12 @@ import type { Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { Context } from '../context.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { Database, EventRow, NotificationRow, ResponseRow } from '../db/tables.ts';
 import { findUser } from '../directory/users.repo.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
 import { stopEscalation } from '../escalation/stop.ts';
 import { newId } from '../ids.ts';
-import { announceInboxes } from '../noise/announce.ts';
 import { findNotification } from '../notifications/notifications.repo.ts';
 import { actionsOf, closes, policyOf } from './policy.ts';
 import {
@@ -170,7 +170,7 @@ export async function respond(ctx: Context, input: RespondInput): Promise<Respon
     const notification = (await findNotification(trx, input.userId, found.id)) ?? found;
     return { created: true, response, notification, users, delivery: response.delivery_id !== null };
   });
-  if (result.users.length > 0) announceInboxes(store, new Set(result.users));
+  if (result.users.length > 0) publishIds(store.notifier, 'inbox', new Set(result.users));
   if (result.delivery) store.notifier.publish('deliveries', '');
   return { created: result.created, response: result.response, notification: result.notification };
 }

@@ -1,7 +1,7 @@
 import type { Insertable, Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
-import type { Notifier } from '../db/notifier.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { AnnouncementRow, Database } from '../db/tables.ts';
 import { newId } from '../ids.ts';
 import { HERALD_SOURCE } from '../ops/alerts.ts';
@@ -23,8 +23,6 @@ const POLL_MS = 1_000;
 const LEASE_MS = 15_000;
 // Work is due but was not claimable: another node holds it. Look again soon, without spinning.
 const HELD_ELSEWHERE_MS = 100;
-// LISTEN/NOTIFY payloads must stay under 8,000 bytes.
-const NOTIFY_BYTES = 7_000;
 
 interface StepResult {
   created: number;
@@ -73,7 +71,7 @@ export class Publisher {
     });
     if (result === undefined) return 0;
     metrics.notificationsCreated.inc(result.created);
-    announce(store.notifier, result.users);
+    publishIds(store.notifier, 'inbox', result.users);
     return 1;
   }
 
@@ -233,20 +231,4 @@ function notificationRow(
     read_at: null,
     archived_at: null,
   };
-}
-
-/** Tells inbox streams (on every node) which users' inboxes changed, in payloads small enough for NOTIFY. */
-function announce(notifier: Notifier, userIds: string[]): void {
-  let chunk: string[] = [];
-  let bytes = 0;
-  for (const id of userIds) {
-    if (bytes + id.length + 1 > NOTIFY_BYTES && chunk.length > 0) {
-      notifier.publish('inbox', chunk.join(','));
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(id);
-    bytes += id.length + 1;
-  }
-  if (chunk.length > 0) notifier.publish('inbox', chunk.join(','));
 }

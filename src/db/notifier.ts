@@ -15,6 +15,28 @@ export interface Notifier {
 
 export type Channel = 'events' | 'deliveries' | 'inbox' | 'queues';
 
+// LISTEN/NOTIFY payloads must stay under 8,000 bytes.
+const NOTIFY_BYTES = 7_000;
+
+/**
+ * Publishes ids (users whose inbox changed, queue items) on `channel` as comma-separated lists, each small
+ * enough for a PostgreSQL NOTIFY. Call after the commit that made the change visible.
+ */
+export function publishIds(notifier: Notifier, channel: Channel, ids: Iterable<string>): void {
+  let chunk: string[] = [];
+  let bytes = 0;
+  for (const id of ids) {
+    if (bytes + id.length + 1 > NOTIFY_BYTES && chunk.length > 0) {
+      notifier.publish(channel, chunk.join(','));
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(id);
+    bytes += id.length + 1;
+  }
+  if (chunk.length > 0) notifier.publish(channel, chunk.join(','));
+}
+
 /** The in-process notifier (SQLite, or the local half of the PostgreSQL one). */
 export class LocalNotifier implements Notifier {
   readonly #emitter = new EventEmitter().setMaxListeners(0);

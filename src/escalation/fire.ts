@@ -2,6 +2,7 @@ import type { Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { Store } from '../db/engine.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { Database, EscalationStatus, EventRow } from '../db/tables.ts';
 import { expandGroups } from '../directory/groups.repo.ts';
 import { existingUserIds, findManagers } from '../directory/users.repo.ts';
@@ -113,7 +114,7 @@ export function escalationHandler(store: Store): TimerHandler {
       data: { ...step, due_at: timer.due_at },
     });
     return () => {
-      for (const user of notified.users) store.notifier.publish('inbox', user);
+      publishIds(store.notifier, 'inbox', notified.users);
       if (notified.deliveries > 0) store.notifier.publish('deliveries', '');
     };
   };

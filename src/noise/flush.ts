@@ -1,10 +1,10 @@
 import type { Insertable, Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
 import type { Store } from '../db/engine.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { Database, NoiseBucketKind } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
 import { newId } from '../ids.ts';
-import { announceInboxes } from './announce.ts';
 import {
   type Bucket,
   closeBucket,
@@ -73,7 +73,7 @@ export function flushHandler(store: Store): TimerHandler {
       },
     });
     return () => {
-      announceInboxes(store, made.users);
+      publishIds(store.notifier, 'inbox', made.users);
       if (made.deliveries > 0) store.notifier.publish('deliveries', '');
     };
   };

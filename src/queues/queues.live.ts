@@ -1,5 +1,5 @@
 import type { Db } from '../db/engine.ts';
-import type { Notifier } from '../db/notifier.ts';
+import { type Notifier, publishIds } from '../db/notifier.ts';
 import { expandGroups } from '../directory/groups.repo.ts';
 import { presentQueueItem } from './queues.present.ts';
 import { queueItemsByIds } from './queues.repo.ts';
@@ -12,23 +12,9 @@ import { queueItemsByIds } from './queues.repo.ts';
  * it refetches its queues (`GET /v1/me/queues/{groupId}/items`) rather than having queue frames replayed.
  */
 
-// LISTEN/NOTIFY payloads must stay under 8,000 bytes.
-const NOTIFY_BYTES = 7_000;
-
 /** Tells every node these items changed, in payloads small enough for NOTIFY. Call after the commit. */
 export function announceQueueItems(notifier: Notifier, itemIds: readonly string[]): void {
-  let chunk: string[] = [];
-  let bytes = 0;
-  for (const id of itemIds) {
-    if (bytes + id.length + 1 > NOTIFY_BYTES && chunk.length > 0) {
-      notifier.publish('queues', chunk.join(','));
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push(id);
-    bytes += id.length + 1;
-  }
-  if (chunk.length > 0) notifier.publish('queues', chunk.join(','));
+  publishIds(notifier, 'queues', itemIds);
 }
 
 /** A `queue.updated` frame's data and the members (following nesting) whose streams should get it. */

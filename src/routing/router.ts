@@ -1,6 +1,7 @@
 import type { Insertable, Transaction } from 'kysely';
 import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
+import { publishIds } from '../db/notifier.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
 import { startEscalations } from '../escalation/start.ts';
@@ -27,8 +28,6 @@ const BATCH = 500;
 const POLL_MS = 1_000;
 // Long enough for any batch; a batch routed twice after a lease ran out creates nothing twice (unique keys).
 const LEASE_MS = 15_000;
-// LISTEN/NOTIFY payloads must stay under 8,000 bytes.
-const NOTIFY_BYTES = 7_000;
 
 /**
  * Turns stored events into notifications and webhook deliveries. Each batch commits in one transaction:
@@ -70,7 +69,7 @@ export class Router {
     if (result === undefined) return 0;
     metrics.eventsRouted.inc(result.routed);
     metrics.notificationsCreated.inc(result.created);
-    if (result.users.length > 0) this.#announce(result.users);
+    publishIds(store.notifier, 'inbox', result.users);
     if (result.deliveries > 0) store.notifier.publish('deliveries', '');
     announceQueueItems(store.notifier, result.queued);
     return result.routed;
@@ -174,22 +173,6 @@ export class Router {
       queued,
       users: [...new Set([...notifications.map((n) => n.user_id), ...noise.updatedUsers])],
     };
-  }
-
-  /** Tells inbox streams (on every node) which users have something new, in payloads small enough for NOTIFY. */
-  #announce(userIds: string[]): void {
-    let chunk: string[] = [];
-    let bytes = 0;
-    for (const id of userIds) {
-      if (bytes + id.length + 1 > NOTIFY_BYTES && chunk.length > 0) {
-        this.#ctx.store.notifier.publish('inbox', chunk.join(','));
-        chunk = [];
-        bytes = 0;
-      }
-      chunk.push(id);
-      bytes += id.length + 1;
-    }
-    if (chunk.length > 0) this.#ctx.store.notifier.publish('inbox', chunk.join(','));
   }
 }
 

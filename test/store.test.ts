@@ -27,6 +27,7 @@ for (const engine of ENGINES) {
       '007_escalation',
       '008_queues',
       '009_rule_actions',
+      '010_delivery_receipts',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

@@ -83,6 +83,8 @@ export interface ProviderOptions {
   timeoutMs: number;
   /** Now in epoch milliseconds (a controllable clock in tests). */
   now: () => number;
+  /** Herald's public URL, for providers that call Herald back (SMS status callbacks). */
+  publicUrl?: string;
 }
 
 /** A configured provider, ready to send. */

@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { retryAfter } from '../delivery/webhook.ts';
 import {
@@ -17,6 +18,9 @@ import { fitSms } from './sms-text.ts';
  * `MessagingServiceSid`) and `Body` to `/2010-04-01/Accounts/{AccountSid}/Messages.json` with Basic auth
  * `AccountSid:AuthToken`. Accepted messages come back 201 with the message resource (`sid` `SM…`); errors as
  * `{code, message, more_info, status}` (twilio.com/docs/api/errors).
+ *
+ * Delivery receipts: each message names a `StatusCallback` URL, and Twilio POSTs the message's progress there
+ * (`MessageSid`, `MessageStatus`, `ErrorCode`, ...), signed with `X-Twilio-Signature` (see twilioSignature).
  */
 
 /** A Twilio (or Twilio-compatible) account. */
@@ -30,7 +34,10 @@ export interface SmsConfig {
   from: string;
   /** At most this many segments per message (1 to 10); longer texts are shortened. */
   max_segments: number;
-  /** Where Twilio reports delivery status, when set. */
+  /**
+   * Where Twilio reports delivery status; null for Herald's own receiver (`<public URL>/v1/integrations/sms/status`).
+   * Set it when Twilio reaches Herald under another URL than the public one.
+   */
   status_callback: string | null;
 }
 
@@ -159,7 +166,8 @@ async function send(
     'Body',
     fitSms({ title: message.title, text: message.text, url: message.url }, config.max_segments),
   );
-  if (config.status_callback !== null) form.set('StatusCallback', config.status_callback);
+  const callback = statusCallbackUrl(config, options.publicUrl);
+  if (callback !== null) form.set('StatusCallback', callback);
   const url = `${config.base_url}/2010-04-01/Accounts/${config.account_sid}/Messages.json`;
   const credentials = Buffer.from(`${config.account_sid}:${config.auth_token}`).toString('base64');
   const started = performance.now();
@@ -180,6 +188,43 @@ async function send(
   } catch (error) {
     return networkFailure(error, options.timeoutMs, elapsed());
   }
+}
+
+/** Where Herald receives Twilio's status callbacks: this route under `/v1` of its public URL. */
+export const STATUS_CALLBACK_ROUTE = '/integrations/sms/status';
+
+/** The `StatusCallback` a provider sends with each message: its own setting, or Herald's receiver. */
+export function statusCallbackUrl(config: SmsConfig, publicUrl: string | undefined): string | null {
+  return (
+    config.status_callback ?? (publicUrl === undefined ? null : `${publicUrl}/v1${STATUS_CALLBACK_ROUTE}`)
+  );
+}
+
+const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Twilio's request signature (twilio.com/docs/usage/security#validating-requests): base64 HMAC-SHA1 under the
+ * account's auth token of the full URL Twilio called, followed by every POST parameter sorted by name, each name
+ * immediately followed by its value.
+ */
+export function twilioSignature(authToken: string, url: string, params: URLSearchParams): string {
+  // A repeated name keeps each of its values, in value order (as Twilio's own validators do).
+  const sorted = [...params].sort(([a, x], [b, y]) => byCodeUnit(a, b) || byCodeUnit(x, y));
+  const hmac = createHmac('sha1', authToken).update(url);
+  for (const [name, value] of sorted) hmac.update(name).update(value);
+  return hmac.digest('base64');
+}
+
+/** Whether `signature` (the `X-Twilio-Signature` header) is Twilio's for this request; compared in constant time. */
+export function isTwilioSigned(
+  authToken: string,
+  url: string,
+  params: URLSearchParams,
+  signature: string,
+): boolean {
+  const expected = Buffer.from(twilioSignature(authToken, url, params));
+  const given = Buffer.from(signature);
+  return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
 /** SMS through Twilio's Messages API (`twilio`, channel `sms`); the address is an E.164 phone number. */

@@ -10,6 +10,7 @@ import * as m006 from './migrations/006_actions.ts';
 import * as m007 from './migrations/007_escalation.ts';
 import * as m008 from './migrations/008_queues.ts';
 import * as m009 from './migrations/009_rule_actions.ts';
+import * as m010 from './migrations/010_delivery_receipts.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '007_escalation': m007,
   '008_queues': m008,
   '009_rule_actions': m009,
+  '010_delivery_receipts': m010,
 };
 
 class StaticProvider implements MigrationProvider {

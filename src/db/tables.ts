@@ -236,6 +236,8 @@ export interface DeliveriesTable {
   created_at: number;
   updated_at: number;
   completed_at: number | null;
+  /** When the provider reported the message handed to the device (an SMS delivery receipt); null until then. */
+  delivered_at: number | null;
 }
 
 export interface AttemptsTable {
@@ -249,6 +251,8 @@ export interface AttemptsTable {
   response: string | null;
   error: string | null;
   provider_id: string | null;
+  /** The provider's id for the message it accepted (Twilio's `SM…` sid), which its status callbacks name. */
+  provider_ref: string | null;
 }
 
 export interface ProvidersTable extends CircuitColumns {

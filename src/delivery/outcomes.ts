@@ -146,6 +146,7 @@ export class OutcomeWriter {
           response: result.response,
           error: result.error,
           provider_id: providerId,
+          provider_ref: result.providerMessageId,
         });
       }
       audit.push({

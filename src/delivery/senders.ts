@@ -46,6 +46,7 @@ export class Senders {
       dispatcher: agent,
       timeoutMs: ctx.config.webhookTimeoutSeconds * 1000,
       now: () => ctx.clock.now(),
+      publicUrl: ctx.config.publicUrl,
       allow,
     };
     this.#webPush = webPushProvider.create(

@@ -105,12 +105,16 @@ export function presentNotification(row: NotificationRow): Notification {
   };
 }
 
-/** How a notification fared on one channel: `queued`, `sent` (accepted by the provider), `failed` or `skipped`. */
+/**
+ * How a notification fared on one channel: `queued`, `sent` (accepted by the provider), `delivered` (the provider
+ * reported it handed to the device: SMS delivery receipts), `failed` or `skipped`.
+ */
 export const ChannelStatus = Type.Object({
   channel: Type.String(),
   status: Type.Union([
     Type.Literal('queued'),
     Type.Literal('sent'),
+    Type.Literal('delivered'),
     Type.Literal('failed'),
     Type.Literal('skipped'),
   ]),
@@ -134,7 +138,8 @@ const CHANNEL_STATUS = {
 export function presentChannelStatus(row: DeliveryRow): Static<typeof ChannelStatus> {
   return {
     channel: row.channel,
-    status: CHANNEL_STATUS[row.status],
+    status:
+      row.status === 'succeeded' && row.delivered_at !== null ? 'delivered' : CHANNEL_STATUS[row.status],
     attempts: row.attempt_count,
     last_error: row.last_error,
     updated_at: iso(row.updated_at),

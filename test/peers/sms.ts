@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,10 +16,34 @@ export interface SmsRecord {
   numSegments: number;
 }
 
+/** A status callback's options: by default it goes to the message's `StatusCallback`, signed as Twilio signs. */
+export interface StatusReport {
+  /** `ErrorCode`, as Twilio adds it to `undelivered` and `failed`. */
+  errorCode?: number;
+  /**
+   * Where to send the request instead of the `StatusCallback`'s origin (a proxy in front of Herald); the
+   * signature still covers the `StatusCallback` URL, as it does at Twilio.
+   */
+  via?: string;
+  /** Sign with this auth token instead of the account's; null sends no signature. */
+  authToken?: string | null;
+  /** Parameters to change or leave out (null) after signing: a tampered request. */
+  tamper?: Record<string, string | null>;
+}
+
+/** Herald's answer to a status callback. */
+export interface CallbackAnswer {
+  status: number;
+  contentType: string | null;
+  body: string;
+}
+
 /**
  * A local stand-in for Twilio's Messages API on 127.0.0.1: `POST /2010-04-01/Accounts/{sid}/Messages.json` with
  * Basic auth and a form body, answered the way Twilio does (201 with the message resource, or
- * `{code, message, more_info, status}`).
+ * `{code, message, more_info, status}`). Like Twilio, it reports a message's progress to its `StatusCallback`
+ * with a form signed by `X-Twilio-Signature` (base64 HMAC-SHA1 under the auth token of the URL followed by the
+ * parameters sorted by name, each name followed by its value).
  */
 export interface SmsPeer {
   /** `http://127.0.0.1:<port>`: the `base_url` to configure. */
@@ -42,6 +66,8 @@ export interface SmsPeer {
   replyNext(status: number, code: number, headers?: Record<string, string>): void;
   /** Resolves once `count` messages were accepted; returns them all. */
   waitFor(count: number): Promise<SmsRecord[]>;
+  /** POSTs a status callback for an accepted message (`sent`, `delivered`, `undelivered`, `failed`, ...). */
+  reportStatus(sid: string, status: string, report?: StatusReport): Promise<CallbackAnswer>;
   close(): Promise<void>;
 }
 
@@ -60,6 +86,31 @@ const MESSAGES: Record<number, string> = {
 };
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+/** Twilio's request signature, written out here on its own so the test does not trust Herald's code for it. */
+function twilioSign(authToken: string, url: string, params: [string, string][]): string {
+  const data = [...params]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .reduce((text, [name, value]) => text + name + value, url);
+  return createHmac('sha1', authToken).update(data, 'utf8').digest('base64');
+}
+
+/** The parameters of a status callback, as Twilio sends them for an SMS. */
+function statusParams(accountSid: string, record: SmsRecord, status: string, errorCode?: number) {
+  const params: [string, string][] = [
+    ['ApiVersion', '2010-04-01'],
+    ['SmsSid', record.sid],
+    ['SmsStatus', status],
+    ['MessageSid', record.sid],
+    ['MessageStatus', status],
+    ['AccountSid', accountSid],
+    ['To', record.to],
+  ];
+  if (record.from !== null) params.push(['From', record.from]);
+  if (record.messagingServiceSid !== null) params.push(['MessagingServiceSid', record.messagingServiceSid]);
+  if (errorCode !== undefined) params.push(['ErrorCode', String(errorCode)]);
+  return params;
+}
 
 function twilioError(status: number, code: number, message = MESSAGES[code] ?? 'Error') {
   return { status, body: { code, message, more_info: `https://www.twilio.com/docs/errors/${code}`, status } };
@@ -182,6 +233,31 @@ export async function startSmsPeer(t: TestContext): Promise<SmsPeer> {
     waitFor(count) {
       if (messages.length >= count) return Promise.resolve(messages);
       return new Promise((resolve) => waiters.push({ count, resolve }));
+    },
+    async reportStatus(sid, status, report = {}) {
+      const record = messages.find((m) => m.sid === sid);
+      if (record?.statusCallback == null)
+        throw new Error(`message ${sid} was not sent with a StatusCallback`);
+      const params = statusParams(accountSid, record, status, report.errorCode);
+      const token = report.authToken === undefined ? authToken : report.authToken;
+      const headers: Record<string, string> = {
+        'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+        'user-agent': 'TwilioProxy/1.1',
+      };
+      if (token !== null) headers['x-twilio-signature'] = twilioSign(token, record.statusCallback, params);
+      const form = new URLSearchParams(params);
+      for (const [name, value] of Object.entries(report.tamper ?? {})) {
+        if (value === null) form.delete(name);
+        else form.set(name, value);
+      }
+      const target = new URL(record.statusCallback);
+      const url = report.via === undefined ? target : new URL(target.pathname + target.search, report.via);
+      const response = await fetch(url, { method: 'POST', headers, body: form.toString() });
+      return {
+        status: response.status,
+        contentType: response.headers.get('content-type'),
+        body: await response.text(),
+      };
     },
     async close() {
       if (closed) return;

@@ -3,7 +3,7 @@ import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import { stopEscalation } from '../src/escalation/stop.ts';
-import { type CreatedSource, createGroup, createSource, createUser } from './factories.ts';
+import { type CreatedSource, createGroup, createSource, createUser, userToken } from './factories.ts';
 import { ENGINES, openTestStore, startHerald, type TestHerald } from './helpers.ts';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
@@ -33,12 +33,12 @@ function at(clock: ManualClock, ms: number) {
 }
 
 async function route(h: TestHerald) {
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
 }
 
 async function fire(h: TestHerald) {
   let total = 0;
-  for (let n = await h.deps.timers.runOnce(); n > 0; n = await h.deps.timers.runOnce()) total += n;
+  for (let n = await h.workers.timers.runOnce(); n > 0; n = await h.workers.timers.runOnce()) total += n;
   return total;
 }
 
@@ -197,6 +197,89 @@ for (const engine of ENGINES) {
     assert.equal(await fire(h), 0);
   });
 
+  test(`[${engine}] a level naming a queue brings the event's one item back each round; resolving the event closes it`, async (t) => {
+    const { h, clock, source } = await setup(t, engine);
+    await org(h);
+    await createUser(h, { id: 'desk-2' });
+    const desk = await h.api('PUT', '/v1/groups/desk', {
+      name: 'Desk',
+      members: ['oncall', 'desk-2'],
+      queue: true,
+    });
+    assert.equal(desk.status, 201, desk.text);
+    // A queue and an ordinary group in one level: the queue gets its item, the group's members a notification.
+    const policy = await h.api('PUT', '/v1/escalation-policies/desk', {
+      levels: [{ after: '10m', targets: { groups: ['desk', 'shared'] }, channels: ['inapp', 'email'] }],
+      repeat: 1,
+    });
+    assert.equal(policy.status, 201, policy.text);
+    const id = await publish(h, source, {
+      recipients: { users: ['owner'], groups: ['desk'] },
+      escalation_policy: 'desk',
+    });
+    await route(h);
+    const token = await userToken(h, 'desk-2');
+    const queue = async () => {
+      const res = await h.api('GET', '/v1/me/queues/desk/items', undefined, token);
+      assert.equal(res.status, 200, res.text);
+      return res.body.items;
+    };
+    const [routed] = await queue();
+    const act = (action: string) =>
+      h.api('POST', `/v1/me/queues/desk/items/${routed.id}/${action}`, undefined, token);
+    assert.equal((await act('done')).status, 200, 'marked done, but nobody answered the event');
+
+    clock.advance(10 * MINUTE);
+    assert.equal(await fire(h), 1);
+    let items = await queue();
+    assert.deepEqual(
+      items.map((i: { id: string; state: string; title: string; taken_by: unknown }) => [
+        i.id,
+        i.state,
+        i.title,
+        i.taken_by,
+      ]),
+      [[routed.id, 'open', 'Escalated: DB down', null]],
+    );
+    assert.equal((await act('take')).status, 200);
+    clock.advance(10 * MINUTE);
+    assert.equal(await fire(h), 1, 'the second round');
+    items = await queue();
+    assert.deepEqual(
+      items.map((i: { id: string; state: string; taken_by: { id: string } }) => [
+        i.id,
+        i.state,
+        i.taken_by.id,
+      ]),
+      [[routed.id, 'taken', 'desk-2']],
+      'still held by the member who took it',
+    );
+    const escalation = await escalationOf(h, id);
+    assert.deepEqual(
+      escalation.steps.map((s: { round: number; notified: string[]; queues: unknown }) => [
+        s.round,
+        s.notified,
+        s.queues,
+      ]),
+      [
+        [0, ['oncall'], [{ group_id: 'desk', item_id: routed.id }]],
+        [1, ['oncall'], [{ group_id: 'desk', item_id: routed.id }]],
+      ],
+    );
+    assert.deepEqual(
+      (await notified(h, id)).map((n) => n.user_id),
+      ['oncall', 'owner'],
+      'desk-2 is reached through the queue only',
+    );
+
+    const resolved = await h.api('POST', `/v1/events/${id}/resolve`, undefined, source.api_key);
+    assert.equal(resolved.status, 200, resolved.text);
+    assert.deepEqual(
+      (await queue()).map((i: { state: string }) => i.state),
+      ['done'],
+    );
+  });
+
   test(`[${engine}] stopEscalation cancels what is pending and records why`, async (t) => {
     const { h, clock, source } = await setup(t, engine);
     await org(h);
@@ -330,7 +413,7 @@ for (const engine of ENGINES) {
     assert.equal(overdue.status, 200, overdue.text);
     assert.equal(overdue.body.count, 1);
     assert.equal(overdue.body.items[0].late_ms, 5 * MINUTE);
-    assert.equal(await second.deps.timers.checkOverdue(), 1);
+    assert.equal(await second.workers.timers.checkOverdue(), 1);
     assert.equal(await fire(second), 1);
     assert.equal(await fire(second), 0);
     assert.deepEqual(

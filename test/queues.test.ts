@@ -4,7 +4,9 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { ManualClock } from '../src/clock.ts';
 import { createGroup, createSource, userToken } from './factories.ts';
 import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
-import { eventOf, explain, people, publish, routeAll, rule } from './routing.fixtures.ts';
+import { eventOf, explain, people, publish, routeAll, rule, sends } from './routing.fixtures.ts';
+
+const MINUTE = 60_000;
 
 /** Opens `GET /v1/me/stream` for a token; `frames` fills as frames arrive. */
 async function openStream(t: Parameters<typeof startHerald>[0], base: string, token: string) {
@@ -32,7 +34,8 @@ async function openStream(t: Parameters<typeof startHerald>[0], base: string, to
 }
 
 async function setUp(t: Parameters<typeof startHerald>[0], engine: (typeof ENGINES)[number]) {
-  const h = await startHerald(t, engine, { workers: false, clock: new ManualClock() });
+  const clock = new ManualClock();
+  const h = await startHerald(t, engine, { workers: false, clock });
   const source = await createSource(h, { id: 'erp' });
   await people(h, { id: 'lead' }, { id: 'sre-1' }, { id: 'outsider' });
   await createGroup(h, 'sre', ['sre-1']);
@@ -55,7 +58,14 @@ async function setUp(t: Parameters<typeof startHerald>[0], engine: (typeof ENGIN
     sre: await userToken(h, 'sre-1'),
     outsider: await userToken(h, 'outsider'),
   };
-  return { h, key: source.api_key, tokens };
+  return { h, clock, key: source.api_key, tokens };
+}
+
+/** Fires every escalation timer that is due; returns how many fired. */
+async function fireTimers(h: TestHerald): Promise<number> {
+  let total = 0;
+  for (let n = await h.workers.timers.runOnce(); n > 0; n = await h.workers.timers.runOnce()) total += n;
+  return total;
 }
 
 const items = (h: TestHerald, token: string, query = '') =>
@@ -253,5 +263,91 @@ for (const engine of ENGINES) {
     assert.deepEqual((await items(h, tokens.lead, '?state=open')).body.items, []);
     const [done] = (await items(h, tokens.sre, '?state=done')).body.items;
     assert.equal(done.event_id, eventId);
+  });
+
+  test(`[${engine}] escalation owner → manager → queue: the last tier is one shared item; the owner's answer closes it`, async (t) => {
+    const { h, clock, key, tokens } = await setUp(t, engine);
+    await people(h, { id: 'boss' }, { id: 'owner', manager: 'boss' });
+    const policy = await h.api('PUT', '/v1/escalation-policies/to-the-desk', {
+      levels: [
+        { after: '15m', targets: { recipients: true }, channels: ['inapp', 'email'] },
+        { after: '15m', targets: { managers: true }, channels: ['inapp', 'email'] },
+        { after: '30m', targets: { groups: ['on-duty'] }, channels: ['inapp', 'email'] },
+      ],
+    });
+    assert.equal(policy.status, 201, policy.text);
+    h.deps.hub.start();
+    const base = await h.listen();
+    const leadFrames = await openStream(t, base, tokens.lead);
+    const eventId = await publish(h, key, {
+      type: 'incident.opened',
+      title: 'DB down',
+      recipients: { users: ['owner'] },
+      escalation_policy: 'to-the-desk',
+      actions: [{ id: 'acknowledge', label: 'On it' }],
+    });
+    await routeAll(h);
+
+    clock.advance(30 * MINUTE);
+    assert.equal(await fireTimers(h), 2, 'the owner, then the manager');
+    assert.deepEqual((await items(h, tokens.lead)).body.items, [], 'the queue is the last tier');
+    clock.advance(30 * MINUTE);
+    assert.equal(await fireTimers(h), 1);
+
+    // One item in the queue, shown to every member, live too.
+    const [item, ...others] = (await items(h, tokens.sre)).body.items;
+    assert.deepEqual(others, []);
+    assert.equal(item.event_id, eventId);
+    assert.equal(item.state, 'open');
+    assert.equal(item.title, 'Escalated: DB down');
+    assert.equal(item.taken_by, null);
+    assert.deepEqual(
+      (await items(h, tokens.lead)).body.items.map((i: { id: string }) => i.id),
+      [item.id],
+    );
+    await waitFor(() =>
+      leadFrames.find((f) => f.event === 'queue.updated' && JSON.parse(f.data).id === item.id),
+    );
+
+    // Nobody in the queue got a notification or a message of their own from that level.
+    const event = await eventOf(h, eventId);
+    assert.deepEqual(event.notifications.map((n: { user_id: string }) => n.user_id).sort(), [
+      'boss',
+      'owner',
+    ]);
+    assert.deepEqual(await sends(h, eventId), ['boss:email', 'owner:email']);
+    assert.equal((await h.api('GET', '/v1/me/notifications', undefined, tokens.lead)).body.items.length, 0);
+    const step = event.escalation.steps.at(-1);
+    assert.deepEqual(
+      [step.level, step.notified, step.queues],
+      [2, [], [{ group_id: 'on-duty', item_id: item.id }]],
+    );
+    const audit = await h.api('GET', '/v1/audit?action=escalation.level_fired');
+    assert.deepEqual(
+      audit.body.items
+        .map((a: { data: { queues: unknown } }) => a.data.queues)
+        .filter((q: unknown[]) => q.length > 0),
+      [[{ group_id: 'on-duty', item_id: item.id }]],
+    );
+
+    const taken = await h.api('POST', `/v1/me/queues/on-duty/items/${item.id}/take`, undefined, tokens.sre);
+    assert.equal(taken.status, 200, taken.text);
+    assert.deepEqual((await items(h, tokens.lead)).body.items[0].taken_by, {
+      id: 'sre-1',
+      name: 'User sre-1',
+    });
+
+    // The owner acknowledges: the event is answered, so its queue item is done, handled by the owner.
+    const ownerToken = await userToken(h, 'owner');
+    const mine = event.notifications.find((n: { user_id: string }) => n.user_id === 'owner');
+    const acked = await h.api('POST', `/v1/me/notifications/${mine.id}/actions/acknowledge`, {}, ownerToken);
+    assert.equal(acked.status, 200, acked.text);
+    const [done] = (await items(h, tokens.lead)).body.items;
+    assert.equal(done.state, 'done');
+    assert.deepEqual(done.taken_by, { id: 'owner', name: 'User owner' });
+    await waitFor(() =>
+      leadFrames.find((f) => f.event === 'queue.updated' && JSON.parse(f.data).state === 'done'),
+    );
+    assert.equal((await eventOf(h, eventId)).resolution, 'responded');
   });
 }

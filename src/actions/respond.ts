@@ -9,6 +9,8 @@ import { HeraldError, invalid, notFound } from '../errors.ts';
 import { stopEscalation } from '../escalation/stop.ts';
 import { newId } from '../ids.ts';
 import { findNotification } from '../notifications/notifications.repo.ts';
+import { announceQueueItems } from '../queues/queues.live.ts';
+import { finishQueueItemsOfEvents } from '../queues/queues.repo.ts';
 import { actionsOf, closes, policyOf } from './policy.ts';
 import {
   closeEvent,
@@ -43,7 +45,8 @@ export interface Responded {
 /**
  * Records a recipient's response to a notification, in one transaction: the response row, the write-back
  * delivery, the new state of this notification and, when the response policy says the event is now closed,
- * of every other recipient's ("handled by ..."), the audit entries and the end of the event's escalation.
+ * of every other recipient's ("handled by ...") and of its shared queue items, the audit entries and the end
+ * of the event's escalation.
  * Repeating one's own response answers it again; any other response to a closed event is `already_responded`.
  */
 export async function respond(ctx: Context, input: RespondInput): Promise<Responded> {
@@ -73,7 +76,8 @@ export async function respond(ctx: Context, input: RespondInput): Promise<Respon
     if (own !== undefined) {
       if (own.action === input.action) {
         const current = (await findNotification(trx, input.userId, found.id)) ?? found;
-        return { created: false, response: own, notification: current, users: [], delivery: false };
+        const unchanged = { users: [], delivery: false, queued: [] };
+        return { created: false, response: own, notification: current, ...unchanged };
       }
       throw await alreadyResponded(trx, event);
     }
@@ -167,11 +171,15 @@ export async function respond(ctx: Context, input: RespondInput): Promise<Respon
       });
       await stopEscalation(trx, event.id, now, 'responded');
     }
+    // Answered: the event's shared queue items are done too, handled by this responder.
+    const queued = closing ? await finishQueueItemsOfEvents(trx, [event.id], now, input.userId) : [];
     const notification = (await findNotification(trx, input.userId, found.id)) ?? found;
-    return { created: true, response, notification, users, delivery: response.delivery_id !== null };
+    const delivery = response.delivery_id !== null;
+    return { created: true, response, notification, users, delivery, queued };
   });
   if (result.users.length > 0) publishIds(store.notifier, 'inbox', new Set(result.users));
   if (result.delivery) store.notifier.publish('deliveries', '');
+  announceQueueItems(store.notifier, result.queued);
   return { created: result.created, response: result.response, notification: result.notification };
 }
 

@@ -29,6 +29,8 @@ export interface Step {
   at: number;
   targets?: unknown;
   notified: string[];
+  /** A level's shared queue items (one per queue it names), created or brought back. */
+  queues?: { group_id: string; item_id: string }[];
 }
 
 export interface Escalation {

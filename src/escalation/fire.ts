@@ -7,7 +7,15 @@ import type { Database, EscalationStatus, EventRow } from '../db/tables.ts';
 import { expandGroups } from '../directory/groups.repo.ts';
 import { existingUserIds, findManagers } from '../directory/users.repo.ts';
 import { type NewTimer, scheduleTimers, type TimerHandler } from '../noise/timers.ts';
-import { type Escalation, findEscalation, recordStep, type Step } from './escalations.repo.ts';
+import { announceQueueItems } from '../queues/queues.live.ts';
+import { raiseQueueItems } from '../queues/queues.repo.ts';
+import {
+  type Escalation,
+  type FrozenPolicy,
+  findEscalation,
+  recordStep,
+  type Step,
+} from './escalations.repo.ts';
 import { type Notified, renotify } from './notify.ts';
 import { afterMs, type Level } from './policies.repo.ts';
 import { escalationTimer } from './start.ts';
@@ -15,7 +23,8 @@ import type { EscalationTimer } from './timer-kind.ts';
 
 /**
  * Fires one escalation step in the timer's transaction: a reminder or the overdue notice to the event's
- * current recipients, or a policy level to its targets, then schedules the next level (or the next round).
+ * current recipients, or a policy level to its targets (a shared queue among them gets one item, not a
+ * notification per member), then schedules the next level (or the next round).
  * Later levels count from when the previous one was due, not from when it fired, so a late worker does
  * not push the whole escalation back.
  */
@@ -34,21 +43,21 @@ export function escalationHandler(store: Store): TimerHandler {
     let step: Step;
     let status: EscalationStatus = 'active';
     let notified: Notified;
+    let queued: string[] = [];
     const next: NewTimer[] = [];
     if (payload.step === 'level') {
       const policy = escalation.policy!;
       const level = policy.levels[payload.level]!;
-      const users = await levelUsers(trx, escalation, level);
+      const title = `Escalated: ${base}`;
+      // A shared queue gets one item any member can take, as routing gives it; nobody is sent anything for it.
+      const raised = await raiseQueueItems(trx, event, level.targets.groups ?? [], title, now);
+      queued = raised.items.map((i) => i.item_id);
+      const users = await levelUsers(trx, escalation, level, raised.queues);
       notified = await renotify(
         trx,
         store,
         event,
-        {
-          users,
-          channels: level.channels,
-          title: `Escalated: ${base}`,
-          stepKey: `l${payload.round}_${payload.level}`,
-        },
+        { users, channels: level.channels, title, stepKey: `l${payload.round}_${payload.level}` },
         now,
       );
       step = {
@@ -58,25 +67,9 @@ export function escalationHandler(store: Store): TimerHandler {
         at: now,
         targets: level.targets,
         notified: notified.users,
+        queues: raised.items,
       };
-      const following = policy.levels[payload.level + 1];
-      if (following !== undefined) {
-        next.push(
-          escalationTimer(
-            event.id,
-            { step: 'level', level: payload.level + 1, round: payload.round },
-            timer.due_at + afterMs(following),
-          ),
-        );
-      } else if (payload.round < policy.repeat) {
-        next.push(
-          escalationTimer(
-            event.id,
-            { step: 'level', level: 0, round: payload.round + 1 },
-            timer.due_at + afterMs(policy.levels[0]!),
-          ),
-        );
-      }
+      next.push(...nextLevel(event.id, policy, payload, timer.due_at));
     } else {
       const dueAt = iso(escalation.plan.due_at);
       const title =
@@ -116,6 +109,7 @@ export function escalationHandler(store: Store): TimerHandler {
     return () => {
       publishIds(store.notifier, 'inbox', notified.users);
       if (notified.deliveries > 0) store.notifier.publish('deliveries', '');
+      announceQueueItems(store.notifier, queued);
     };
   };
 }
@@ -133,11 +127,35 @@ async function pending(trx: Transaction<Database>, event: EventRow, firing: stri
   return row !== undefined;
 }
 
-/** The people a level reaches: the event's first recipients, their managers, groups' members, users. */
+/**
+ * The timer of the level after the one firing: the next level, or the first of the next round; none after
+ * the last round.
+ */
+function nextLevel(
+  eventId: string,
+  policy: FrozenPolicy,
+  firing: { level: number; round: number },
+  dueAt: number,
+): NewTimer[] {
+  const following = policy.levels[firing.level + 1];
+  if (following !== undefined) {
+    const step = { step: 'level', level: firing.level + 1, round: firing.round } as const;
+    return [escalationTimer(eventId, step, dueAt + afterMs(following))];
+  }
+  if (firing.round >= policy.repeat) return [];
+  const step = { step: 'level', level: 0, round: firing.round + 1 } as const;
+  return [escalationTimer(eventId, step, dueAt + afterMs(policy.levels[0]!))];
+}
+
+/**
+ * The people a level reaches: the event's first recipients, their managers, the members of its groups
+ * other than `queues` (those get a shared item instead), users.
+ */
 async function levelUsers(
   trx: Transaction<Database>,
   escalation: Escalation,
   level: Level,
+  queues: ReadonlySet<string>,
 ): Promise<string[]> {
   const t = level.targets;
   const users = new Set<string>();
@@ -148,9 +166,9 @@ async function levelUsers(
       if (found.known && found.manager !== null) users.add(found.manager);
     }
   }
-  if ((t.groups?.length ?? 0) > 0) {
-    for (const members of (await expandGroups(trx, t.groups!)).values())
-      for (const u of members) users.add(u);
+  const groups = (t.groups ?? []).filter((g) => !queues.has(g));
+  if (groups.length > 0) {
+    for (const members of (await expandGroups(trx, groups)).values()) for (const u of members) users.add(u);
   }
   if ((t.users?.length ?? 0) > 0) for (const u of await existingUserIds(trx, t.users!)) users.add(u);
   return [...users].sort();

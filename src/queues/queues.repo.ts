@@ -38,22 +38,38 @@ export async function createQueueItems(
 }
 
 /**
- * For callers outside routing (an escalation level naming groups): creates the event's item in each of
- * `groupIds` that is a queue, if not there yet; returns those queues' ids and the item ids, so the caller
- * expands only the other groups and announces the items after its commit.
+ * For an escalation level naming groups: puts the event's item in front of each queue among `groupIds`, as
+ * routing to it would. A queue without one gets a new item; an item already there (routed, or raised by an
+ * earlier level) takes the new `title` and, if a member marked it done while the event stayed unanswered,
+ * opens again for anyone to take; one a member holds stays theirs. Returns the queues (so the caller reaches
+ * only the other groups' members) and their items, to announce after the commit.
  */
-export async function createQueueItemsFor(
+export async function raiseQueueItems(
   db: Db,
   event: EventRow,
   groupIds: readonly string[],
+  title: string,
   now: number,
-): Promise<{ queues: Set<string>; items: string[] }> {
-  const queues = await queueGroupIds(db, groupIds);
-  const items = await insertItems(
-    db,
-    [...queues].map((groupId) => itemRow(event, groupId, now)),
-  );
-  return { queues, items };
+): Promise<{ queues: Set<string>; items: { group_id: string; item_id: string }[] }> {
+  const queues = groupIds.length === 0 ? new Set<string>() : await queueGroupIds(db, groupIds);
+  const rows = [...queues].sort().map((groupId) => ({ ...itemRow(event, groupId, now), title }));
+  if (rows.length === 0) return { queues, items: [] };
+  // In an upsert's SET, `queue_items.<column>` is the row as it was (both engines).
+  const reopen = sql`queue_items.state = 'done'`;
+  await db
+    .insertInto('queue_items')
+    .values(rows)
+    .onConflict((oc) =>
+      oc.column('id').doUpdateSet({
+        title,
+        state: sql<QueueItemState>`case when ${reopen} then 'open' else queue_items.state end`,
+        taken_by: sql<string | null>`case when ${reopen} then null else queue_items.taken_by end`,
+        taken_at: sql<number | null>`case when ${reopen} then null else queue_items.taken_at end`,
+        updated_at: now,
+      }),
+    )
+    .execute();
+  return { queues, items: rows.map((r) => ({ group_id: r.group_id, item_id: r.id })) };
 }
 
 function itemRow(event: EventRow, groupId: string, now: number): Insertable<Database['queue_items']> {
@@ -193,16 +209,26 @@ export async function changeQueueItem(
   return Number(result.numUpdatedRows) > 0;
 }
 
-/** Marks every unfinished queue item of these events done (their source closed them); returns the ids changed. */
+/**
+ * Marks every unfinished queue item of these events done: their source closed them, or a recipient's answer
+ * did (`handledBy`, who then shows as having handled each item). Returns the ids changed.
+ */
 export async function finishQueueItemsOfEvents(
   db: Db,
   eventIds: readonly string[],
   now: number,
+  handledBy?: string,
 ): Promise<string[]> {
   if (eventIds.length === 0) return [];
   const rows = await db
     .updateTable('queue_items')
     .set({ state: 'done', updated_at: now })
+    .$if(handledBy !== undefined, (qb) =>
+      qb.set({
+        taken_by: handledBy!,
+        taken_at: sql<number>`case when taken_by = ${handledBy!} then taken_at else ${now} end`,
+      }),
+    )
     .where('event_id', 'in', [...eventIds])
     .where('state', '!=', 'done')
     .returning('id')

@@ -111,7 +111,7 @@ export async function measureRouting(options: RoutingOptions): Promise<RoutingFi
     const ingestMs = performance.now() - ingestStarted;
 
     const routingStarted = performance.now();
-    while ((await herald.deps.router.runOnce()) > 0);
+    while ((await herald.workers.router.runOnce()) > 0);
     const routingMs = performance.now() - routingStarted;
     const decisionMs = await timeDecisions(herald);
 

@@ -4,33 +4,33 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
 import { actionsRoutes } from './actions/actions.routes.ts';
 import { announcementsRoutes } from './announcements/announcements.routes.ts';
-import { Publisher } from './announcements/publisher.ts';
 import { auditRoutes } from './audit/audit.routes.ts';
 import { createCredential, hasLiveAdminCredential } from './auth/credentials.repo.ts';
 import { devicesRoutes } from './channels/devices.routes.ts';
 import { providersRoutes } from './channels/providers.routes.ts';
+import { smsStatusRoutes } from './channels/sms-status.routes.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Context } from './context.ts';
 import { openStore, type Store } from './db/engine.ts';
 import { releaseStaleLeases } from './db/leases.ts';
 import { migrateToLatest } from './db/migrate.ts';
-import { Dispatcher } from './delivery/dispatcher.ts';
+import { threadLockMemory } from './db/sqlite-shared.ts';
 import { endpointsRoutes } from './delivery/endpoints.routes.ts';
 import { replayRoutes } from './delivery/replay.routes.ts';
 import type { App, Deps } from './deps.ts';
 import { groupsRoutes } from './directory/groups.routes.ts';
 import { usersRoutes } from './directory/users.routes.ts';
-import { escalationRoutes, escalationTimerHandlers } from './escalation/escalation.ts';
+import { escalationRoutes } from './escalation/escalation.ts';
 import { eventsRoutes } from './events/events.routes.ts';
 import { Ingestor } from './events/ingest.ts';
 import { Authenticator } from './http/auth.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { frameworkErrors, installErrorHandling } from './http/problem.ts';
 import { validatorCompiler } from './http/validation.ts';
-import { createMetrics } from './metrics.ts';
-import { noiseRoutes, noiseTimerHandlers } from './noise/noise.ts';
-import { TimerWorker } from './noise/timers.ts';
+import { logOptions } from './log.ts';
+import { createMetrics, exposition } from './metrics.ts';
+import { noiseRoutes } from './noise/noise.ts';
 import { InboxHub } from './notifications/hub.ts';
 import { inboxRoutes } from './notifications/inbox.routes.ts';
 import { redactAccessToken } from './notifications/stream.ts';
@@ -39,11 +39,12 @@ import { opsRoutes } from './ops/ops.routes.ts';
 import { preferencesRoutes } from './preferences/preferences.routes.ts';
 import { unsubscribeRoutes } from './preferences/unsubscribe.routes.ts';
 import { queuesRoutes } from './queues/queues.routes.ts';
-import { Router } from './routing/router.ts';
 import { rulesRoutes } from './routing/rules.routes.ts';
 import { sourcesRoutes } from './sources/sources.routes.ts';
 import { subscriptionsRoutes } from './subscriptions/subscriptions.routes.ts';
 import { templatesRoutes } from './templates/templates.routes.ts';
+import { WorkersThread } from './workers/thread.ts';
+import { Workers } from './workers/workers.ts';
 
 export interface HeraldOptions {
   config: Config;
@@ -52,29 +53,26 @@ export interface HeraldOptions {
   store?: Store;
   /** A pino logger instance or options; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyBaseLogger;
+  /**
+   * Run the background workers in a worker thread of their own (`herald serve`), so that HTTP and background
+   * work each get a core. Without it (tests), they are built in this thread, as `Herald.workers`, to start or
+   * drive pass by pass. Needs a database other threads can open: a SQLite file or PostgreSQL, opened here.
+   */
+  workersThread?: boolean;
 }
 
-export interface Herald {
+export interface Herald<W extends Workers | undefined = Workers> {
   readonly app: App;
   readonly deps: Deps;
+  /** The background workers, when they run in this thread. */
+  readonly workers: W;
   /** Set when no admin token was configured and none existed: the one generated now, to print once. */
   readonly generatedAdminToken: string | undefined;
-  /** Starts the background workers (routing, delivery, inbox fan-out). */
-  startWorkers(): void;
+  /** Starts the inbox fan-out and the background workers (routing, delivery, announcements, timers). */
+  startWorkers(): Promise<void>;
   /** Graceful shutdown: stop taking requests, finish in-flight work, close the database. */
   close(): Promise<void>;
 }
-
-// Secrets never reach the logs: credentials in headers and secrets in bodies are redacted.
-const REDACT = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["idempotency-key"]',
-  '*.secret',
-  '*.api_key',
-  '*.token',
-  '*.password',
-];
 
 /** A request as logged; the inbox stream's `?access_token=` (for browsers' EventSource) is masked. */
 function logRequest(request: FastifyRequest) {
@@ -86,19 +84,30 @@ function logRequest(request: FastifyRequest) {
   };
 }
 
+/**
+ * The workers' thread ended without being asked to: Herald cannot route or deliver without it. Like an
+ * uncaught error in a single-threaded server, it ends the process, to be restarted by its supervisor;
+ * everything accepted is in the database and is picked up again.
+ */
+function onThreadDeath(app: App, error: Error): void {
+  app.log.fatal({ err: error }, "the workers' thread died; Herald stops");
+  process.exit(1);
+}
+
 /** Builds Herald: the Fastify app (not listening) and its workers (not started). */
-export async function buildHerald(options: HeraldOptions): Promise<Herald> {
+export async function buildHerald(
+  options: HeraldOptions & { workersThread: true },
+): Promise<Herald<undefined>>;
+export async function buildHerald(options: HeraldOptions & { workersThread?: false }): Promise<Herald>;
+export async function buildHerald(options: HeraldOptions): Promise<Herald<Workers | undefined>> {
   const { config } = options;
+  const threaded = options.workersThread === true;
+  if (threaded && (options.store !== undefined || config.databaseUrl === ':memory:'))
+    throw new Error('a workers thread needs a database it can open itself (a SQLite file or PostgreSQL)');
   const clock = options.clock ?? systemClock;
   const app = Fastify({
     loggerInstance: options.logger,
-    logger: options.logger
-      ? undefined
-      : {
-          level: config.logLevel,
-          redact: { paths: REDACT, censor: '[redacted]' },
-          serializers: { req: logRequest },
-        },
+    logger: options.logger ? undefined : { ...logOptions(config), serializers: { req: logRequest } },
     bodyLimit: config.bodyLimitBytes,
     // Requests are logged at debug level and below; at info, only what Herald itself reports.
     logController: new LogController({
@@ -107,8 +116,10 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
     return503OnClosing: true,
     frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  const threadLock = threaded ? threadLockMemory() : undefined;
   const store =
-    options.store ?? openStore(config.databaseUrl, { onError: (e) => app.log.error({ err: e }, 'database') });
+    options.store ??
+    openStore(config.databaseUrl, { threadLock, onError: (e) => app.log.error({ err: e }, 'database') });
   await migrateToLatest(store.db, store.engine);
   await releaseStaleLeases(store);
 
@@ -125,19 +136,14 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
 
   const ctx: Context = { config, store, clock, log: app.log, metrics: createMetrics() };
   const hub = new InboxHub(ctx);
-  const router = new Router(ctx);
-  const dispatcher = new Dispatcher(ctx);
-  const publisher = new Publisher(ctx);
-  const timers = new TimerWorker(ctx, noiseTimerHandlers(store), escalationTimerHandlers(store));
+  const workers = threaded ? undefined : new Workers(ctx);
+  let thread: WorkersThread | undefined;
   const deps: Deps = {
     ...ctx,
     auth: new Authenticator(ctx),
     ingest: new Ingestor(ctx),
-    router,
-    dispatcher,
     hub,
-    announcements: publisher,
-    timers,
+    metricsText: async () => exposition(ctx.metrics, thread ? [await thread.metrics()] : []),
   };
 
   app.setValidatorCompiler(validatorCompiler);
@@ -159,6 +165,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
         endpointsRoutes,
         replayRoutes,
         providersRoutes,
+        smsStatusRoutes,
         devicesRoutes,
         auditRoutes,
         templatesRoutes,
@@ -177,30 +184,29 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald> {
   );
   await opsRoutes(app, deps);
 
-  let started = false;
+  let started: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
   return {
     app,
     deps,
+    workers,
     generatedAdminToken,
     startWorkers() {
-      if (started) return;
-      started = true;
-      hub.start();
-      router.start();
-      dispatcher.start();
-      publisher.start();
-      timers.start();
+      started ??= (async () => {
+        hub.start();
+        if (workers !== undefined) workers.start();
+        else thread = await WorkersThread.start({ config, threadLock }, (error) => onThreadDeath(app, error));
+      })();
+      return started;
     },
     close() {
       closing ??= (async () => {
         hub.close();
         await app.close();
         await deps.ingest.close();
-        await router.stop();
-        await dispatcher.stop();
-        await publisher.stop();
-        await timers.stop();
+        await started?.catch(() => {});
+        await workers?.stop();
+        await thread?.stop();
         if (options.store === undefined) await store.close();
       })();
       return closing;

@@ -27,14 +27,18 @@ const err = (text: string) => process.stderr.write(`${text}\n`);
 
 async function serve(): Promise<void> {
   const config = loadConfig();
-  const herald = await buildHerald({ config });
+  // The background workers get a thread (and a core) of their own, unless the database lives in this one.
+  const herald =
+    config.databaseUrl === ':memory:'
+      ? await buildHerald({ config })
+      : await buildHerald({ config, workersThread: true });
   if (herald.generatedAdminToken !== undefined) {
     // Printed once, on the first start, straight to the terminal (never to the logs).
     out(
       `\nHerald created an admin token. It is shown only now; keep it safe:\n\n  ${herald.generatedAdminToken}\n`,
     );
   }
-  herald.startWorkers();
+  await herald.startWorkers();
   await herald.app.listen({ host: config.host, port: config.port });
   let stopping = false;
   const stop = (signal: string) => {

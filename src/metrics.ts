@@ -1,9 +1,24 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  AggregatorRegistry,
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  Registry,
+} from 'prom-client';
 
-/** Herald's Prometheus metrics, on a registry of its own (several Herald apps may share a process in tests). */
-export function createMetrics() {
+/** A registry's metrics as data, to send from a workers' thread to the one that serves `/metrics`. */
+export type MetricsSnapshot = MetricObjectWithValues<MetricValue<string>>[];
+
+/**
+ * Herald's Prometheus metrics, on a registry of its own (several Herald apps may share a process in tests).
+ * The process's own figures (CPU, memory, event loop) are collected by the HTTP thread's registry only.
+ */
+export function createMetrics(options: { processMetrics?: boolean } = {}) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'herald_' });
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'herald_' });
   return {
     registry,
     eventsIngested: new Counter({
@@ -43,6 +58,8 @@ export function createMetrics() {
     timersOverdue: new Gauge({
       name: 'herald_timers_overdue',
       help: 'Durable timers (escalations, reminders, noise flushes) due more than a minute ago and not yet fired',
+      // Counted by whichever thread looked last: merged, the threads' figures are the same count, not a sum.
+      aggregator: 'max',
       registers: [registry],
     }),
     workerErrors: new Counter({
@@ -55,3 +72,10 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The text `/metrics` answers: this thread's metrics merged with other threads' (counters summed). */
+export async function exposition(metrics: Metrics, others: MetricsSnapshot[]): Promise<string> {
+  if (others.length === 0) return metrics.registry.metrics();
+  const own = (await metrics.registry.getMetricsAsJSON()) as MetricsSnapshot;
+  return AggregatorRegistry.aggregate([own, ...others]).metrics();
+}

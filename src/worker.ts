@@ -15,6 +15,7 @@ export class WorkerLoop {
   readonly #ctx: Context;
   readonly #tick: () => Promise<TickResult>;
   readonly #pollMs: number;
+  readonly #settleMs: number;
   #running = false;
   #woken = false;
   #timer: NodeJS.Timeout | undefined;
@@ -22,11 +23,22 @@ export class WorkerLoop {
   #done: Promise<void> | undefined;
   #failures = 0;
 
-  constructor(name: string, ctx: Context, tick: () => Promise<TickResult>, pollMs: number) {
+  /**
+   * `settleMs`: after a pass that was not `busy`, wait this long before the next, so that work arriving in a
+   * stream (events committed request by request) is taken in batches rather than one item per pass.
+   */
+  constructor(
+    name: string,
+    ctx: Context,
+    tick: () => Promise<TickResult>,
+    pollMs: number,
+    options: { settleMs?: number } = {},
+  ) {
     this.#name = name;
     this.#ctx = ctx;
     this.#tick = tick;
     this.#pollMs = pollMs;
+    this.#settleMs = options.settleMs ?? 0;
   }
 
   start(): void {
@@ -66,7 +78,10 @@ export class WorkerLoop {
       // A wake-up that came during the pass means new work: run again at once (unless backing off).
       const wokenMeanwhile = this.#woken && this.#failures === 0;
       if (delay === 0) await new Promise((r) => setImmediate(r));
-      else if (!wokenMeanwhile) await this.#sleep(delay);
+      else {
+        if (!wokenMeanwhile) await this.#sleep(delay);
+        if (this.#settleMs > 0 && this.#running) await new Promise((r) => setTimeout(r, this.#settleMs));
+      }
     }
   }
 

@@ -64,7 +64,7 @@ async function publish(s: Setup, fields: Record<string, unknown> = {}): Promise<
     s.source.api_key,
   );
   assert.equal(res.status, 202, res.text);
-  while ((await s.h.deps.router.runOnce()) > 0);
+  while ((await s.h.workers.router.runOnce()) > 0);
   return res.body.id as string;
 }
 
@@ -79,7 +79,7 @@ const act = (s: Setup, user: Setup['users'][number], id: string, action: string,
   s.h.api('POST', `/v1/me/notifications/${id}/actions/${action}`, body, user.token);
 
 async function drainDeliveries(s: Setup) {
-  while ((await s.h.deps.dispatcher.runOnce()) > 0);
+  while ((await s.h.workers.dispatcher.runOnce()) > 0);
 }
 
 async function openStream(base: string, token: string) {
@@ -452,7 +452,7 @@ for (const engine of ENGINES) {
       assert.equal(res.status, 200, res.text);
       assert.equal(res.body.events[0].changed, true);
     }
-    while ((await s.h.deps.router.runOnce()) > 0);
+    while ((await s.h.workers.router.runOnce()) > 0);
 
     const shown = async (id: string) => (await s.h.api('GET', `/v1/events/${id}`)).body;
     const r = await shown(resolved);

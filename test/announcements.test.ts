@@ -50,7 +50,7 @@ async function bulkUsers(h: TestHerald, users: { id: string; attributes?: Record
 async function start(t: TestContext, engine: Engine) {
   const clock = new ManualClock(START);
   const h = await startHerald(t, engine, { workers: false, clock });
-  return { h, clock, publisher: h.deps.announcements };
+  return { h, clock, publisher: h.workers.announcements };
 }
 
 for (const engine of ENGINES) {
@@ -95,7 +95,7 @@ for (const engine of ENGINES) {
     assert.deepEqual(await reached(h, created.event_id), ['ana', 'ben', 'cy']);
 
     // The event is the notifications' link and shows whom it reached; the router leaves it alone.
-    assert.equal(await h.deps.router.runOnce(), 0);
+    assert.equal(await h.workers.router.runOnce(), 0);
     const event = (await h.api('GET', `/v1/events/${created.event_id}`)).body;
     assert.equal(event.type, 'herald.announcement');
     assert.equal(event.source, 'herald');
@@ -192,7 +192,7 @@ for (const engine of ENGINES) {
 
     const second = await startHerald(t, engine, { workers: false, clock, store: first.store });
     clock.advance(3_600_000);
-    await drain(second.deps.announcements);
+    await drain(second.workers.announcements);
     assert.equal((await second.api('GET', `/v1/announcements/${created.id}`)).body.status, 'published');
     assert.equal((await inbox(second, 'ana'))[0]?.title, 'Hello');
   });

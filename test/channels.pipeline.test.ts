@@ -62,8 +62,8 @@ async function publish(s: Setup, event: Record<string, unknown> = {}): Promise<s
 
 /** Routes everything waiting, then lets the dispatcher run until nothing more is due now. */
 async function deliver(h: TestHerald): Promise<void> {
-  while ((await h.deps.router.runOnce()) > 0);
-  while ((await h.deps.dispatcher.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
+  while ((await h.workers.dispatcher.runOnce()) > 0);
 }
 
 async function deliveriesOf(h: TestHerald, eventId: string) {

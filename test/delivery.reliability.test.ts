@@ -67,10 +67,10 @@ async function publish({ h, key }: Setup, fields: Record<string, unknown> = {}):
 }
 
 async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
 }
 
-const send = (h: TestHerald) => h.deps.dispatcher.runOnce();
+const send = (h: TestHerald) => h.workers.dispatcher.runOnce();
 
 /** A delivery as `GET /v1/deliveries` shows it. */
 interface ApiDelivery {

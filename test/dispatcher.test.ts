@@ -48,7 +48,7 @@ async function publish({ h, key }: Setup, type = 'case.created'): Promise<string
 }
 
 async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
 }
 
 /** A delivery as `GET /v1/endpoints/{id}/deliveries` shows it. */
@@ -194,16 +194,16 @@ for (const engine of ENGINES) {
     await publish(s);
     await routeAll(s.h);
 
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     let delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.status, 'pending');
     assert.equal(delivery.last_status_code, 500);
     const wait = Date.parse(delivery.next_attempt_at ?? '') - clock.now();
     assert.ok(wait >= 9_000 && wait <= 11_000, `next attempt in ${wait} ms`);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 0, 'not due yet');
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 0, 'not due yet');
 
     clock.advance(12_000);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.status, 'succeeded');
     assert.equal(delivery.attempt_count, 2);
@@ -233,18 +233,18 @@ for (const engine of ENGINES) {
     await publish(s);
     await routeAll(s.h);
 
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     const delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.last_status_code, 429);
     assert.ok(Date.parse(delivery.next_attempt_at ?? '') >= clock.now() + 120_000);
     clock.advance(60_000);
     assert.equal(
-      await s.h.deps.dispatcher.runOnce(),
+      await s.h.workers.dispatcher.runOnce(),
       0,
       'the default schedule says 5 s, Retry-After says 120 s',
     );
     clock.advance(61_000);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     assert.equal(receiver.requests.length, 2);
   });
 
@@ -262,14 +262,14 @@ for (const engine of ENGINES) {
     await publish(s);
     await routeAll(s.h);
 
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1, 'one at a time for this endpoint');
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1, 'one at a time for this endpoint');
     const ep = await s.h.api('GET', `/v1/endpoints/${endpoint.id}`);
     assert.equal(ep.body.status, 'disabled');
     assert.equal(ep.body.disabled_reason, 'gone');
     const deliveries = await deliveriesOf(s.h, endpoint.id);
     assert.deepEqual(deliveries.map((d) => d.status).sort(), ['cancelled', 'dead']);
     assert.equal(deliveries.find((d) => d.status === 'dead')?.attempts[0]?.outcome, 'failed');
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 0);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 0);
     assert.equal(receiver.requests.length, 1);
     const audit = await s.h.api('GET', `/v1/audit?subject_id=${endpoint.id}`);
     assert.ok(audit.body.items.some((e: { action: string }) => e.action === 'endpoint.disabled'));
@@ -292,14 +292,14 @@ for (const engine of ENGINES) {
     const endpoint = await putEndpoint(s.h, receiver.url);
     await publish(s);
     await routeAll(s.h);
-    await s.h.deps.dispatcher.runOnce();
+    await s.h.workers.dispatcher.runOnce();
     const aborted = await firstDelivery(s.h, endpoint.id);
     assert.equal(aborted.status, 'dead');
     assert.equal((await s.h.api('GET', `/v1/endpoints/${endpoint.id}`)).body.status, 'enabled');
 
     await publish(s);
     await routeAll(s.h);
-    await s.h.deps.dispatcher.runOnce();
+    await s.h.workers.dispatcher.runOnce();
     const delivered = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivered.status, 'succeeded');
     const ep = await s.h.api('GET', `/v1/endpoints/${endpoint.id}`);
@@ -314,11 +314,11 @@ for (const engine of ENGINES) {
     const endpoint = await putEndpoint(s.h, receiver.url);
     await publish(s);
     await routeAll(s.h);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     clock.advance(2_000);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     clock.advance(3_600_000);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 0);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 0);
     const delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.status, 'dead');
     assert.equal(delivery.attempt_count, 2);
@@ -337,7 +337,7 @@ for (const engine of ENGINES) {
     const endpoint = await putEndpoint(s.h, receiver.url);
     await publish(s);
     await routeAll(s.h);
-    await s.h.deps.dispatcher.runOnce();
+    await s.h.workers.dispatcher.runOnce();
     const done = await firstDelivery(s.h, endpoint.id);
     assert.equal(done.status, 'succeeded');
 
@@ -349,7 +349,7 @@ for (const engine of ENGINES) {
     assert.equal(again.status, 409);
     assert.equal(again.body.code, 'conflict');
 
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     const one = await s.h.api('GET', `/v1/endpoints/${endpoint.id}/deliveries/${done.id}`);
     assert.equal(one.body.status, 'succeeded');
     assert.equal(one.body.attempt_count, 2);
@@ -372,7 +372,7 @@ for (const engine of ENGINES) {
     const endpoint = await putEndpoint(s.h, receiver.url);
     await publish(s);
     await routeAll(s.h);
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1);
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1);
     receiver.release();
     const delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.status, 'pending');
@@ -390,7 +390,7 @@ for (const engine of ENGINES) {
     const endpoint = await putEndpoint(s.h, receiver.url);
     await publish(s);
     await routeAll(s.h);
-    await s.h.deps.dispatcher.runOnce();
+    await s.h.workers.dispatcher.runOnce();
     const delivery = await firstDelivery(s.h, endpoint.id);
     assert.equal(delivery.status, 'pending');
     assert.equal(delivery.last_status_code, 302);
@@ -435,7 +435,7 @@ for (const engine of ENGINES) {
     await routeAll(s.h);
 
     // With one slot, the claim takes the next round too: one is sent, one waits for the slot.
-    const run = s.h.deps.dispatcher.runOnce();
+    const run = s.h.workers.dispatcher.runOnce();
     await receiver.waitForRequests(1);
     clock.advance(6_000);
     receiver.always({});
@@ -448,14 +448,14 @@ for (const engine of ENGINES) {
     ]);
     assert.equal(receiver.requests.length, 1);
 
-    assert.equal(await s.h.deps.dispatcher.runOnce(), 1, 'given back, it is due again at once');
+    assert.equal(await s.h.workers.dispatcher.runOnce(), 1, 'given back, it is due again at once');
     assert.equal(receiver.requests.length, 2);
   });
 
   test(`[${engine}] two Heralds on one database deliver each delivery exactly once`, async (t) => {
     const s = await setup(t, engine);
     const other = await startHerald(t, engine, { store: s.h.store });
-    assert.ok(other.deps.dispatcher !== s.h.deps.dispatcher);
+    assert.ok(other.workers.dispatcher !== s.h.workers.dispatcher);
     const receiver = await startReceiver(t);
     const endpoint = await putEndpoint(s.h, receiver.url);
     const count = 60;

@@ -25,7 +25,7 @@ async function publishAndRoute(h: TestHerald, count = 1): Promise<string[]> {
     assert.equal(res.statusCode, 202, res.body);
     ids.push(res.json().id);
   }
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
   return ids;
 }
 
@@ -182,7 +182,7 @@ for (const engine of ENGINES) {
     const [delivery] = await listDeliveriesForEvent(h.store.db, eventId!);
     assert.equal(delivery!.status, 'cancelled');
     assert.equal(delivery!.last_error, 'endpoint deleted');
-    assert.equal(await h.deps.dispatcher.runOnce(), 0);
+    assert.equal(await h.workers.dispatcher.runOnce(), 0);
   });
 
   test(`[${engine}] an endpoint's deliveries are listed newest first, by status, in pages`, async (t) => {

@@ -112,7 +112,7 @@ export async function startHerald(
   });
   const built = await buildHerald({ config, store, ...(options.clock ? { clock: options.clock } : {}) });
   herald = built;
-  if (options.workers !== false) built.startWorkers();
+  if (options.workers !== false) await built.startWorkers();
   return {
     ...built,
     store,

@@ -34,7 +34,7 @@ async function publish(h: TestHerald, source: CreatedSource, fields: Record<stri
 }
 
 async function route(h: TestHerald) {
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
 }
 
 /** A rule sending `types` to `users` on `channels`, with noise options. */
@@ -200,9 +200,9 @@ for (const engine of ENGINES) {
     assert.equal(grouped[0].until, new Date(START + 30_000).toISOString());
 
     clock.advance(24_000);
-    assert.equal(await h.deps.timers.runOnce(), 0, 'not due yet');
+    assert.equal(await h.workers.timers.runOnce(), 0, 'not due yet');
     clock.advance(1_000);
-    assert.equal(await h.deps.timers.runOnce(), 1, 'the ERP→CRM group');
+    assert.equal(await h.workers.timers.runOnce(), 1, 'the ERP→CRM group');
     let rows = await inbox(h, alice.id);
     assert.equal(rows.length, 1);
     assert.equal(rows[0]!.title, '5 × integration.failed: ERP→CRM');
@@ -218,7 +218,7 @@ for (const engine of ENGINES) {
     );
 
     clock.advance(5_000);
-    assert.equal(await h.deps.timers.runOnce(), 1);
+    assert.equal(await h.workers.timers.runOnce(), 1);
     rows = await inbox(h, alice.id);
     assert.equal(rows[1]!.title, 'Payroll failed', 'a group of one keeps its title');
     assert.equal(rows[1]!.event_id, lone);
@@ -227,7 +227,7 @@ for (const engine of ENGINES) {
     await publish(h, source, { data: { job: 'ERP→CRM' } });
     await route(h);
     clock.advance(30_000);
-    await h.deps.timers.runOnce();
+    await h.workers.timers.runOnce();
     assert.equal((await inbox(h, alice.id)).length, 3);
   });
 
@@ -243,7 +243,7 @@ for (const engine of ENGINES) {
     await publish(h, source, { data: { job: 'a' } });
     await route(h);
     clock.advance(30_000);
-    await h.deps.timers.runOnce();
+    await h.workers.timers.runOnce();
     assert.equal((await inbox(h, alice.id)).length, 1);
 
     clock.advance(MINUTE);
@@ -251,15 +251,15 @@ for (const engine of ENGINES) {
     await publish(h, source, { data: { job: 'a' } });
     await route(h);
     clock.advance(3 * MINUTE);
-    assert.equal(await h.deps.timers.runOnce(), 0, 'the interval runs from the last send');
+    assert.equal(await h.workers.timers.runOnce(), 0, 'the interval runs from the last send');
     clock.advance(MINUTE);
-    assert.equal(await h.deps.timers.runOnce(), 1);
+    assert.equal(await h.workers.timers.runOnce(), 1);
     const rows = await inbox(h, alice.id);
     assert.equal(rows.length, 2);
     assert.equal(rows[1]!.title, `2 × integration.failed: ${source.id} / a`);
 
     clock.advance(5 * MINUTE);
-    assert.equal(await h.deps.timers.runOnce(), 1, 'an idle interval closes the group');
+    assert.equal(await h.workers.timers.runOnce(), 1, 'an idle interval closes the group');
     const bucket = await h.store.db.selectFrom('noise_buckets').selectAll().executeTakeFirstOrThrow();
     assert.equal(bucket.open_key, null);
     assert.equal(await h.store.db.selectFrom('timers').select('id').executeTakeFirst(), undefined);
@@ -286,7 +286,7 @@ for (const engine of ENGINES) {
     const second = await startHerald(t, engine, { workers: false, clock, store });
     const third = await startHerald(t, engine, { workers: false, clock, store });
     // Two nodes race for the timer: it fires exactly once.
-    const fired = await Promise.all([second.deps.timers.runOnce(), third.deps.timers.runOnce()]);
+    const fired = await Promise.all([second.workers.timers.runOnce(), third.workers.timers.runOnce()]);
     assert.equal(fired[0]! + fired[1]!, 1);
     const rows = await inbox(second, alice.id);
     assert.equal(rows.length, 1);
@@ -339,7 +339,7 @@ for (const engine of ENGINES) {
     assert.equal(await noiseOf(h, urgent), undefined, 'critical events are not throttled');
 
     clock.advance(HOUR - MINUTE);
-    assert.equal(await h.deps.timers.runOnce(), 1);
+    assert.equal(await h.workers.timers.runOnce(), 1);
     rows = await inbox(h, alice.id);
     assert.equal(rows.length, 5);
     assert.equal(rows[4]!.title, '2 more × integration.failed (held back by throttling)');
@@ -376,9 +376,9 @@ for (const engine of ENGINES) {
     assert.equal((await noiseOf(h, ids[0]!)).digest[0].until, '2026-01-01T07:00:00.000Z');
 
     clock.advance(7 * HOUR - 1);
-    assert.equal(await h.deps.timers.runOnce(), 0);
+    assert.equal(await h.workers.timers.runOnce(), 0);
     clock.advance(1);
-    assert.equal(await h.deps.timers.runOnce(), 1);
+    assert.equal(await h.workers.timers.runOnce(), 1);
     const [digest] = await inbox(h, alice.id);
     assert.equal(digest!.title, 'Digest: 2 × notifications');
     assert.equal(digest!.type, 'herald.digest');
@@ -396,11 +396,11 @@ for (const engine of ENGINES) {
       published.push(await publish(h, source, { title: `Event ${i}` }));
       published.push(await publish(h, source, { title: `Event ${i}b` }));
       clock.advance(30 * MINUTE);
-      await Promise.all([h.deps.router.runOnce(), h.deps.timers.runOnce(), h.deps.timers.runOnce()]);
+      await Promise.all([h.workers.router.runOnce(), h.workers.timers.runOnce(), h.workers.timers.runOnce()]);
     }
     await route(h);
     clock.advance(2 * HOUR);
-    while ((await h.deps.timers.runOnce()) > 0);
+    while ((await h.workers.timers.runOnce()) > 0);
     const members = (await inbox(h, alice.id)).flatMap((n) =>
       n.data.members.map((m: { event_id: string }) => m.event_id),
     );
@@ -432,7 +432,7 @@ for (const engine of ENGINES) {
       ['case.created', 'report.urgent'],
     );
     clock.advance(HOUR);
-    await h.deps.timers.runOnce();
+    await h.workers.timers.runOnce();
     assert.equal((await inbox(h, alice.id)).at(-1)!.type, 'report.ready');
   });
 

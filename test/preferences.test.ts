@@ -192,7 +192,7 @@ for (const engine of ENGINES) {
     };
     const normal = await publish('info');
     const critical = await publish('critical');
-    while ((await h.deps.router.runOnce()) > 0);
+    while ((await h.workers.router.runOnce()) > 0);
 
     const routed = (await h.api('GET', `/v1/events/${normal}`)).body;
     assert.deepEqual(routed.routing.channels_skipped, [

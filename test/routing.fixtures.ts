@@ -41,7 +41,7 @@ export async function publish(
 
 /** Routes everything pending (the workers are off in these tests). */
 export async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.deps.router.runOnce()) > 0);
+  while ((await h.workers.router.runOnce()) > 0);
 }
 
 /** `GET /v1/events/{id}`. */

@@ -151,8 +151,8 @@ for (const engine of ENGINES) {
       payload: { type: 'case.created' },
     });
     assert.equal(res.statusCode, 202, res.body);
-    while ((await h.deps.router.runOnce()) > 0);
-    assert.equal(await h.deps.dispatcher.runOnce(), 2);
+    while ((await h.workers.router.runOnce()) > 0);
+    assert.equal(await h.workers.dispatcher.runOnce(), 2);
 
     for (const id of ['by-address', 'by-name']) {
       const [delivery] = (await h.api('GET', `/v1/endpoints/${id}/deliveries`)).body.items;

@@ -419,8 +419,8 @@ for (const engine of ENGINES) {
     };
     const published = await h.api('POST', '/v1/events', event, source.api_key);
     assert.equal(published.status, 202, published.text);
-    while ((await h.deps.router.runOnce()) > 0);
-    while ((await h.deps.dispatcher.runOnce()) > 0);
+    while ((await h.workers.router.runOnce()) > 0);
+    while ((await h.workers.dispatcher.runOnce()) > 0);
 
     const [mail] = await smtp.waitForMessages(1);
     assert.equal(mail!.parsed.subject, 'Bestellung 4711');

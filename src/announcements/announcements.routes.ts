@@ -92,7 +92,7 @@ export async function announcementsRoutes(app: App, deps: Deps): Promise<void> {
           data: { audience, title: row.title, publish_at: publishAt, expires_at: expiresAt, total },
         });
       });
-      deps.announcements.wake();
+      deps.store.notifier.publish('announcements', '');
       reply.code(201);
       return presentAnnouncement(row);
     },
@@ -160,7 +160,7 @@ export async function announcementsRoutes(app: App, deps: Deps): Promise<void> {
       return updated;
     });
     if (cancelled !== undefined) {
-      deps.announcements.wake();
+      deps.store.notifier.publish('announcements', '');
       return cancelled;
     }
     const row = await findAnnouncement(db, id);

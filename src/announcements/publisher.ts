@@ -41,6 +41,7 @@ export class Publisher {
   readonly #ctx: Context;
   readonly #loop: WorkerLoop;
   readonly #chunk: number;
+  #unsubscribe: (() => void) | undefined;
 
   constructor(ctx: Context, options: { chunkSize?: number } = {}) {
     this.#ctx = ctx;
@@ -49,16 +50,14 @@ export class Publisher {
   }
 
   start(): void {
+    // Published when an announcement is created or cancelled.
+    this.#unsubscribe = this.#ctx.store.notifier.subscribe('announcements', () => this.#loop.wake());
     this.#loop.start();
   }
 
   async stop(): Promise<void> {
+    this.#unsubscribe?.();
     await this.#loop.stop();
-  }
-
-  /** Asks for a pass soon (an announcement was created or cancelled on this node). */
-  wake(): void {
-    this.#loop.wake();
   }
 
   /** Does one step of the announcement whose work is due first; returns 1, or 0 when nothing was due. */

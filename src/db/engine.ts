@@ -33,7 +33,20 @@ export interface EngineParts {
 
 export type Store = EngineParts;
 
+export interface StoreOptions extends PostgresOptions {
+  /**
+   * When other threads of this process open the same database: the shared memory of their SQLite write lock
+   * (`threadLockMemory()` in sqlite-shared.ts, created once and handed to each). PostgreSQL needs none: each
+   * thread is one more client, like another node.
+   */
+  threadLock?: SharedArrayBuffer;
+}
+
 /** Opens the database named by a URL: `postgres://...` or a SQLite file path (or `:memory:`). */
-export function openStore(url: string, options: PostgresOptions = {}): Store {
-  return /^postgres(ql)?:\/\//i.test(url) ? connectPostgres(url, options) : connectSqlite(url);
+export function openStore(url: string, options: StoreOptions = {}): Store {
+  return isPostgresUrl(url) ? connectPostgres(url, options) : connectSqlite(url, options.threadLock);
+}
+
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
 }

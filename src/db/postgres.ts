@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Kysely, PostgresDialect, type SelectQueryBuilder, sql } from 'kysely';
 import pg from 'pg';
 import type { EngineParts } from './engine.ts';
-import { type Channel, LocalNotifier, type Notifier } from './notifier.ts';
+import { CHANNELS, type Channel, LocalNotifier, type Notifier } from './notifier.ts';
 import type { Database } from './tables.ts';
 
 // int8 columns hold millisecond timestamps and counters, all well inside Number's safe range.
@@ -100,7 +100,7 @@ class PostgresNotifier implements Notifier {
           if (payload.slice(0, colon) === this.#node) return;
           this.#local.publish(channel, payload.slice(colon + 1));
         });
-        for (const channel of ['events', 'deliveries', 'inbox', 'queues'] as const) {
+        for (const channel of CHANNELS) {
           await client.query(`listen ${this.#prefix}${channel}`);
         }
         await ended;

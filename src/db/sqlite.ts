@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   Kysely,
@@ -13,6 +13,7 @@ import {
 } from 'kysely';
 import type { EngineParts } from './engine.ts';
 import { LocalNotifier } from './notifier.ts';
+import { ThreadSharedSqliteDialect, ThreadWriteLock } from './sqlite-shared.ts';
 import type { Database } from './tables.ts';
 
 /**
@@ -27,8 +28,11 @@ import type { Database } from './tables.ts';
  * event loop keeps parsing requests meanwhile (and the next group commit gathers them); group commit makes
  * it one flush per batch of events. Checkpoints stay under `synchronous=normal`, which syncs the WAL before
  * and the database file after each one.
+ *
+ * With `threadLock`, other threads of this process open the same file too (see sqlite-shared.ts): writes take
+ * turns on that lock, and wake-ups reach every thread.
  */
-export function connectSqlite(path: string): EngineParts {
+export function connectSqlite(path: string, threadLock?: SharedArrayBuffer): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);
   raw.exec(`
@@ -39,7 +43,12 @@ export function connectSqlite(path: string): EngineParts {
     pragma cache_size = -32768;
     pragma temp_store = memory;
   `);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: adapt(raw) }) });
+  const config = { database: adapt(raw) };
+  const shared = threadLock !== undefined && path !== ':memory:';
+  const dialect = shared
+    ? new ThreadSharedSqliteDialect(config, new ThreadWriteLock(threadLock))
+    : new SqliteDialect(config);
+  const db = new Kysely<Database>({ dialect });
   // The WAL exists from the first write on and, while this connection is open, is never deleted (only reused
   // from its start after a checkpoint), so one handle serves for the life of the store.
   let walHandle: Promise<FileHandle | undefined> | undefined;
@@ -47,7 +56,7 @@ export function connectSqlite(path: string): EngineParts {
   return {
     engine: 'sqlite',
     db,
-    notifier: new LocalNotifier(),
+    notifier: new LocalNotifier(shared ? `herald:${resolve(path)}` : undefined),
     // One writer at a time: a claim cannot race another claim, so no row locks are needed.
     lockForClaim: <QB extends SelectQueryBuilder<Database, keyof Database, object>>(qb: QB) => qb,
     async allocateSeq(trx, count) {

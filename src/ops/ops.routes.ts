@@ -40,8 +40,7 @@ export async function opsRoutes(app: App, deps: Deps): Promise<void> {
     '/metrics',
     { schema: { tags: ['operations'], summary: 'Prometheus metrics', hide: false } },
     async (_request, reply) => {
-      const registry = deps.metrics.registry;
-      return reply.type(registry.contentType).send(await registry.metrics());
+      return reply.type(deps.metrics.registry.contentType).send(await deps.metricsText());
     },
   );
 }

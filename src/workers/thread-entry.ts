@@ -1,0 +1,49 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { systemClock } from '../clock.ts';
+import type { Context } from '../context.ts';
+import { openStore } from '../db/engine.ts';
+import { threadLogger } from '../log.ts';
+import { createMetrics, type MetricsSnapshot } from '../metrics.ts';
+import type { FromThread, ThreadData, ToThread } from './thread.ts';
+import { Workers } from './workers.ts';
+
+/*
+ * The workers' thread (see thread.ts): opens its own connection to the database the HTTP thread migrated,
+ * runs the workers, answers metrics requests, and on `stop` finishes the work in flight and ends.
+ */
+
+const port = parentPort!;
+const { config, threadLock } = workerData as ThreadData;
+const log = threadLogger(config, 'workers');
+const store = openStore(config.databaseUrl, {
+  threadLock,
+  onError: (error) => log.error({ err: error }, 'database'),
+});
+const ctx: Context = {
+  config,
+  store,
+  clock: systemClock,
+  log,
+  metrics: createMetrics({ processMetrics: false }),
+};
+const workers = new Workers(ctx);
+const send = (message: FromThread) => port.postMessage(message);
+
+port.on('message', (message: ToThread) => {
+  if (message.kind === 'metrics') {
+    void ctx.metrics.registry.getMetricsAsJSON().then((snapshot) => {
+      send({ kind: 'metrics', id: message.id, snapshot: snapshot as MetricsSnapshot });
+    });
+    return;
+  }
+  void workers
+    .stop()
+    .then(() => store.close())
+    .then(() => {
+      send({ kind: 'stopped' });
+      port.close();
+    });
+});
+
+workers.start();
+send({ kind: 'started' });

@@ -1,0 +1,43 @@
+import { Publisher } from '../announcements/publisher.ts';
+import type { Context } from '../context.ts';
+import { Dispatcher } from '../delivery/dispatcher.ts';
+import { escalationTimerHandlers } from '../escalation/escalation.ts';
+import { noiseTimerHandlers } from '../noise/noise.ts';
+import { TimerWorker } from '../noise/timers.ts';
+import { Router } from '../routing/router.ts';
+
+/**
+ * Herald's background work: routing stored events, delivering, fanning out announcements and firing durable
+ * timers. Each claims its work from the database, so any number of them (threads, nodes) can run at once.
+ * `herald serve` runs them in a worker thread of their own (thread.ts); tests build them in their own thread
+ * and drive them pass by pass with `runOnce()`.
+ */
+export class Workers {
+  readonly router: Router;
+  readonly dispatcher: Dispatcher;
+  readonly announcements: Publisher;
+  /** Fires durable timers: escalations, reminders, noise control's flushes. */
+  readonly timers: TimerWorker;
+
+  constructor(ctx: Context) {
+    this.router = new Router(ctx);
+    this.dispatcher = new Dispatcher(ctx);
+    this.announcements = new Publisher(ctx);
+    this.timers = new TimerWorker(ctx, noiseTimerHandlers(ctx.store), escalationTimerHandlers(ctx.store));
+  }
+
+  start(): void {
+    this.router.start();
+    this.dispatcher.start();
+    this.announcements.start();
+    this.timers.start();
+  }
+
+  /** Stops taking new work and waits for the work in flight (a delivery waits for its answer). */
+  async stop(): Promise<void> {
+    await this.router.stop();
+    await this.dispatcher.stop();
+    await this.announcements.stop();
+    await this.timers.stop();
+  }
+}

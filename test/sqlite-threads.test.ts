@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { sql } from 'kysely';
+import { openStore } from '../src/db/engine.ts';
+import { migrateToLatest } from '../src/db/migrate.ts';
+import { threadLockMemory } from '../src/db/sqlite-shared.ts';
+import { waitFor } from './helpers.ts';
+import { incrementTimes } from './threads/counter.ts';
+
+/* Several threads of one process on one SQLite file (src/db/sqlite-shared.ts), as `herald serve` runs. */
+
+function tempDatabase(t: { after: (fn: () => void) => void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-threads-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'herald.db');
+}
+
+test('[sqlite] threads take turns writing: no busy errors, no lost updates', async (t) => {
+  const path = tempDatabase(t);
+  const setup = openStore(path);
+  await migrateToLatest(setup.db, setup.engine);
+  const before = await sql<{ value: number }>`select value from counters where name = 'inbox_seq'`.execute(
+    setup.db,
+  );
+  await setup.close();
+
+  const lock = threadLockMemory();
+  const times = 100;
+  const threads = [1, 2].map(
+    () =>
+      new Worker(new URL('./threads/counter.worker.ts', import.meta.url), {
+        workerData: { path, lock, times },
+      }),
+  );
+  const finished = threads.map(
+    (worker) =>
+      new Promise<void>((resolve, reject) => {
+        worker.once('error', reject);
+        worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}`))));
+      }),
+  );
+  await Promise.all([incrementTimes(path, lock, times), ...finished]);
+
+  const check = openStore(path);
+  t.after(() => check.close());
+  const after = await sql<{ value: number }>`select value from counters where name = 'inbox_seq'`.execute(
+    check.db,
+  );
+  assert.equal(after.rows[0]!.value - before.rows[0]!.value, 3 * times);
+});
+
+test('[sqlite] wake-ups published in one thread reach the same database in another, and only it', async (t) => {
+  const path = tempDatabase(t);
+  const other = tempDatabase(t);
+  const lock = threadLockMemory();
+  const here = openStore(path, { threadLock: lock });
+  const unrelated = openStore(other, { threadLock: threadLockMemory() });
+  t.after(async () => {
+    await here.close();
+    await unrelated.close();
+  });
+  const heard: string[] = [];
+  const strays: string[] = [];
+  here.notifier.subscribe('inbox', (payload) => heard.push(payload));
+  unrelated.notifier.subscribe('inbox', (payload) => strays.push(payload));
+
+  const worker = new Worker(new URL('./threads/publish.worker.ts', import.meta.url), {
+    workerData: { path, lock },
+  });
+  await new Promise((resolve) => worker.once('exit', resolve));
+  await waitFor(() => heard.length === 2 || undefined, 5_000);
+  assert.deepEqual(heard, ['u1,u2', 'u3']);
+  assert.deepEqual(strays, []);
+});

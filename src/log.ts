@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { type LoggerOptions, pino } from 'pino';
 import type { Config } from './config.ts';
 
@@ -19,5 +20,5 @@ export function logOptions(config: Config): LoggerOptions {
 
 /** The logger of a thread without Fastify (the workers' thread); `thread` names it in every line. */
 export function threadLogger(config: Config, thread: string) {
-  return pino({ ...logOptions(config), base: { pid: process.pid, thread } });
+  return pino({ ...logOptions(config), base: { pid: process.pid, hostname: hostname(), thread } });
 }

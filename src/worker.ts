@@ -1,4 +1,5 @@
 import type { Context } from './context.ts';
+import type { Channel } from './db/notifier.ts';
 
 /**
  * What one pass of a worker reports: `busy` to run again at once (it filled a batch), or the delay in
@@ -16,6 +17,8 @@ export class WorkerLoop {
   readonly #tick: () => Promise<TickResult>;
   readonly #pollMs: number;
   readonly #settleMs: number;
+  readonly #wakeOn: Channel | undefined;
+  #unsubscribe: (() => void) | undefined;
   #running = false;
   #woken = false;
   #timer: NodeJS.Timeout | undefined;
@@ -24,6 +27,7 @@ export class WorkerLoop {
   #failures = 0;
 
   /**
+   * `wakeOn`: a notifier channel whose messages wake the loop while it runs (work was committed somewhere).
    * `settleMs`: after a pass that was not `busy`, wait this long before the next, so that work arriving in a
    * stream (events committed request by request) is taken in batches rather than one item per pass.
    */
@@ -32,18 +36,21 @@ export class WorkerLoop {
     ctx: Context,
     tick: () => Promise<TickResult>,
     pollMs: number,
-    options: { settleMs?: number } = {},
+    options: { wakeOn?: Channel; settleMs?: number } = {},
   ) {
     this.#name = name;
     this.#ctx = ctx;
     this.#tick = tick;
     this.#pollMs = pollMs;
     this.#settleMs = options.settleMs ?? 0;
+    this.#wakeOn = options.wakeOn;
   }
 
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    if (this.#wakeOn !== undefined)
+      this.#unsubscribe = this.#ctx.store.notifier.subscribe(this.#wakeOn, () => this.wake());
     this.#done = this.#loop();
   }
 
@@ -56,6 +63,8 @@ export class WorkerLoop {
   /** Stops after the pass in flight; resolves when it has finished. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     this.#resolveSleep?.();
     await this.#done;
   }

@@ -41,23 +41,20 @@ export class Publisher {
   readonly #ctx: Context;
   readonly #loop: WorkerLoop;
   readonly #chunk: number;
-  #unsubscribe: (() => void) | undefined;
 
   constructor(ctx: Context, options: { chunkSize?: number } = {}) {
     this.#ctx = ctx;
     this.#chunk = options.chunkSize ?? CHUNK;
-    this.#loop = new WorkerLoop('publisher', ctx, () => this.#tick(), POLL_MS);
+    // Woken when an announcement is created or cancelled.
+    this.#loop = new WorkerLoop('publisher', ctx, () => this.#tick(), POLL_MS, { wakeOn: 'announcements' });
   }
 
   start(): void {
-    // Published when an announcement is created or cancelled.
-    this.#unsubscribe = this.#ctx.store.notifier.subscribe('announcements', () => this.#loop.wake());
     this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#unsubscribe?.();
-    await this.#loop.stop();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** Does one step of the announcement whose work is due first; returns 1, or 0 when nothing was due. */

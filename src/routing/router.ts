@@ -40,21 +40,21 @@ const LEASE_MS = 15_000;
 export class Router {
   readonly #ctx: Context;
   readonly #loop: WorkerLoop;
-  #unsubscribe: (() => void) | undefined;
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
-    this.#loop = new WorkerLoop('router', ctx, () => this.#tick(), POLL_MS, { settleMs: SETTLE_MS });
+    this.#loop = new WorkerLoop('router', ctx, () => this.#tick(), POLL_MS, {
+      wakeOn: 'events',
+      settleMs: SETTLE_MS,
+    });
   }
 
   start(): void {
-    this.#unsubscribe = this.#ctx.store.notifier.subscribe('events', () => this.#loop.wake());
     this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#unsubscribe?.();
-    await this.#loop.stop();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /**

@@ -8,6 +8,7 @@ import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import { escalationTimerId } from '../src/escalation/timer-ids.ts';
 import { scheduleTimers } from '../src/noise/timers.ts';
+import { claimEvents, markRouted } from '../src/routing/routing.repo.ts';
 import { loadKeys } from '../src/settings/keys.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
 import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
@@ -479,6 +480,46 @@ for (const engine of ENGINES) {
       inbox.body.items.map((n: { event_id: string }) => n.event_id),
       [acked],
     );
+  });
+
+  test(`[${engine}] an event its source closes while a routing pass decides it is given back and decided afresh`, async (t) => {
+    const s = await setup(t, engine, 2);
+    const res = await s.h.api(
+      'POST',
+      '/v1/events',
+      { type: 'incident.opened', id: 'closing', recipients: { users: s.users.map((u) => u.id) } },
+      s.source.api_key,
+    );
+    assert.equal(res.status, 202, res.text);
+    const id = res.body.id as string;
+    // A pass claims the event and decides it as open; the source resolves it before that pass commits.
+    const now = s.clock.now();
+    const lease = now + 15_000;
+    const claimed = await claimEvents(s.h.store, now, lease, 10);
+    assert.deepEqual(
+      claimed.map((e) => e.id),
+      [id],
+    );
+    const closed = await s.h.api('POST', `/v1/events/${id}/resolve`, undefined, s.source.api_key);
+    assert.equal(closed.status, 200, closed.text);
+    const routed = await s.h.store.db.transaction().execute((trx) => markRouted(trx, claimed, lease, now));
+    assert.equal(routed.size, 0);
+    const row = await s.h.store.db
+      .selectFrom('events')
+      .select(['status', 'locked_until'])
+      .where('id', '=', id)
+      .executeTakeFirstOrThrow();
+    assert.deepEqual(
+      { ...row, locked_until: Number(row.locked_until) },
+      { status: 'pending', locked_until: 0 },
+    );
+
+    // The next pass sees it resolved: nobody is notified of it.
+    assert.equal(await s.h.workers.router.runOnce(), 1);
+    const shown = (await s.h.api('GET', `/v1/events/${id}`)).body;
+    assert.equal(shown.status, 'routed');
+    assert.deepEqual(shown.notifications, []);
+    assert.equal(shown.routing.closed.resolution, 'resolved');
   });
 
   test(`[${engine}] a callback that is down receives every response of an event, in order, when it is back`, async (t) => {

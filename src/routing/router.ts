@@ -11,7 +11,7 @@ import { announceQueueItems } from '../queues/queues.live.ts';
 import { createQueueItems } from '../queues/queues.repo.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
 import { closedAtRouting } from './closed.ts';
-import { decideBatch } from './decision.ts';
+import { decideBatch, type EventDecision } from './decision.ts';
 import { routingSummary } from './explain.ts';
 import { matchesAnyType } from './patterns.ts';
 import {
@@ -22,7 +22,7 @@ import {
   markRouted,
 } from './routing.repo.ts';
 import { applyRuleActions } from './rule-actions.ts';
-import { listEnabledRules } from './rules.repo.ts';
+import { listEnabledRules, type Rule } from './rules.repo.ts';
 
 const BATCH = 500;
 const POLL_MS = 1_000;
@@ -35,7 +35,8 @@ const LEASE_MS = 15_000;
 /**
  * Turns stored events into notifications and webhook deliveries. Each batch commits in one transaction:
  * notifications, deliveries, the routing decision on the event and its audit entries land together or
- * not at all, and a crash before the commit leaves the events to be claimed again.
+ * not at all, and a crash before the commit leaves the events to be claimed again. The deciding happens
+ * before that transaction, so on SQLite the workers' write turn (which ingest waits for) is only the writing.
  */
 export class Router {
   readonly #ctx: Context;
@@ -58,24 +59,26 @@ export class Router {
   }
 
   /**
-   * Routes one batch; returns how many events it routed. Claim, decision and results are one transaction:
-   * notifications, deliveries, the routing decision (audit) and the events' status commit together or not
-   * at all, and a crash before the commit leaves the events pending for the next claim.
+   * Routes one batch; returns how many events it routed. Three steps, so the write turn is only the writing:
+   * claim a batch with a lease (one statement), decide and build its rows from reads alone, then commit the
+   * results in one transaction: notifications, deliveries, the routing decision (audit) and the events' status
+   * land together or not at all. A crash before that commit leaves the events leased until the lease runs
+   * out (at once on SQLite, whose start-up releases leases), then they are claimed again.
    */
   async runOnce(): Promise<number> {
     const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
-    const result = await store.db.transaction().execute(async (trx) => {
-      const events = await claimEvents(store, trx, now, now + LEASE_MS, BATCH);
-      return events.length === 0 ? undefined : this.#route(trx, events, now);
-    });
-    if (result === undefined) return 0;
+    const lease = now + LEASE_MS;
+    const events = await claimEvents(store, now, lease, BATCH);
+    if (events.length === 0) return 0;
+    const plan = await this.#plan(events, now);
+    const result = await store.db.transaction().execute((trx) => this.#commit(trx, plan, lease, now));
     metrics.eventsRouted.inc(result.routed);
     metrics.notificationsCreated.inc(result.created);
     publishIds(store.notifier, 'inbox', result.users);
     if (result.deliveries > 0) store.notifier.publish('deliveries', '');
     announceQueueItems(store.notifier, result.queued);
-    return result.routed;
+    return events.length;
   }
 
   async #tick(): Promise<TickResult> {
@@ -84,12 +87,14 @@ export class Router {
     return (await this.runOnce()) === BATCH ? 'busy' : POLL_MS;
   }
 
-  /** Decides and writes the results of a claimed batch in `trx`; returns what the caller announces after commit. */
-  async #route(trx: Transaction<Database>, events: EventRow[], now: number) {
-    const [rules, endpoints] = await Promise.all([listEnabledRules(trx), enabledEndpoints(trx)]);
-    // The same decision the explain API shows (src/routing/decision.ts).
-    const decisions = await decideBatch(trx, events, rules);
-    await applyRuleActions(trx, decisions, rules);
+  /**
+   * Decides a claimed batch and builds the rows that carry the decision out, reading only: the same decision
+   * the explain API shows (src/routing/decision.ts).
+   */
+  async #plan(events: EventRow[], now: number): Promise<Plan> {
+    const { db } = this.#ctx.store;
+    const [rules, endpoints] = await Promise.all([listEnabledRules(db), enabledEndpoints(db)]);
+    const decisions = await decideBatch(db, events, rules);
     const notifications: Insertable<Database['notifications']>[] = [];
     const deliveries: Insertable<Database['deliveries']>[] = [];
     const audit: AuditEntry[] = [];
@@ -133,7 +138,20 @@ export class Router {
         },
       });
     }
-    // Noise control (src/noise): holds back, folds in or defers part of what was planned, in place.
+    return { events, rules, decisions, notifications, deliveries, audit };
+  }
+
+  /**
+   * Writes a planned batch in `trx`, for the events still under this pass's lease (all of them, unless the
+   * lease ran out and another node took some); returns what the caller announces after the commit.
+   */
+  async #commit(trx: Transaction<Database>, planned: Plan, lease: number, now: number) {
+    const routed = await markRouted(trx, planned.events, lease, now);
+    const { rules, decisions, notifications, deliveries, audit, events } =
+      routed.size === planned.events.length ? planned : onlyFor(planned, routed);
+    await applyRuleActions(trx, decisions, rules);
+    // Noise control (src/noise): holds back, folds in or defers part of what was planned, in place. It reads
+    // and writes its own state (open notifications, grouping windows), so it runs here, in the transaction.
     const noise = await applyNoise(
       trx,
       this.#ctx.store,
@@ -152,11 +170,6 @@ export class Router {
     await startEscalations(trx, { events: open, decisions, rules, notifications }, now);
     // Shared queues (src/queues): one item per event and queue group, instead of a notification per member.
     const queued = await createQueueItems(trx, decisions, now);
-    await markRouted(
-      trx,
-      events.map((e) => e.id),
-      now,
-    );
     await insertDeliveries(trx, deliveries);
     await appendAudit(trx, audit);
     let created = 0;
@@ -177,6 +190,28 @@ export class Router {
       users: [...new Set([...notifications.map((n) => n.user_id), ...noise.updatedUsers])],
     };
   }
+}
+
+/** A batch decided and turned into rows, not yet written. */
+interface Plan {
+  events: EventRow[];
+  rules: Rule[];
+  decisions: Map<string, EventDecision>;
+  notifications: Insertable<Database['notifications']>[];
+  deliveries: Insertable<Database['deliveries']>[];
+  audit: AuditEntry[];
+}
+
+/** The part of a plan that concerns the events in `ids`. */
+function onlyFor(plan: Plan, ids: ReadonlySet<string>): Plan {
+  return {
+    events: plan.events.filter((e) => ids.has(e.id)),
+    rules: plan.rules,
+    decisions: new Map([...plan.decisions].filter(([id]) => ids.has(id))),
+    notifications: plan.notifications.filter((n) => ids.has(n.event_id)),
+    deliveries: plan.deliveries.filter((d) => ids.has(d.event_id)),
+    audit: plan.audit.filter((a) => ids.has(a.subject_id)),
+  };
 }
 
 function notificationRow(

@@ -7,19 +7,19 @@ import type { Database, EventRow } from '../db/tables.ts';
 const PENDING = sql.lit<'pending'>('pending');
 
 /**
- * Claims up to `limit` events waiting to be routed, inside the routing transaction `trx`: on PostgreSQL the
- * rows stay locked until it commits and other nodes skip them; the lease (`leaseUntil`) additionally keeps
- * them from other claims should a node hold them without its transaction (see releaseStaleLeases).
+ * Claims up to `limit` events waiting to be routed, with a lease (`leaseUntil`) that keeps other claims (other
+ * nodes, a later pass) off them while they are decided; one statement, so on PostgreSQL the inner select skips
+ * rows another node is claiming at the same moment. Oldest first.
  */
 export async function claimEvents(
   store: Store,
-  trx: Transaction<Database>,
   now: number,
   leaseUntil: number,
   limit: number,
 ): Promise<EventRow[]> {
+  const { db } = store;
   const due = store.lockForClaim(
-    trx
+    db
       .selectFrom('events')
       .select('id')
       .where('status', '=', PENDING)
@@ -27,7 +27,7 @@ export async function claimEvents(
       .orderBy('id')
       .limit(limit),
   );
-  const rows = await trx
+  const rows = await db
     .updateTable('events')
     .set({ locked_until: leaseUntil })
     .where('id', 'in', due)
@@ -74,13 +74,46 @@ export async function insertDeliveries(
 // Keeps every statement inside SQLite's limit of 32,766 bound values.
 const CHUNK = 1000;
 
-/** Marks a batch of events routed (their decisions are in the audit log, `event.routed`). */
-export async function markRouted(trx: Transaction<Database>, ids: string[], now: number): Promise<void> {
-  for (let i = 0; i < ids.length; i += CHUNK) {
+/**
+ * Marks claimed events routed (their decisions are in the audit log, `event.routed`): those still pending under
+ * the lease `lease` and still closed or open as they were when claimed (`claimed`); returns their ids. An event
+ * taken by another claim after the lease ran out is that claim's to route. One its source closed meanwhile was
+ * decided on a stale state: it is given back, to be decided afresh by the next pass.
+ */
+export async function markRouted(
+  trx: Transaction<Database>,
+  claimed: readonly EventRow[],
+  lease: number,
+  now: number,
+): Promise<Set<string>> {
+  const routed = new Set<string>();
+  for (const [resolution, events] of Map.groupBy(claimed, (e) => e.resolution)) {
+    for (let i = 0; i < events.length; i += CHUNK) {
+      const rows = await trx
+        .updateTable('events')
+        .set({ status: 'routed', routed_at: now, locked_until: 0 })
+        .where(
+          'id',
+          'in',
+          events.slice(i, i + CHUNK).map((e) => e.id),
+        )
+        .where('status', '=', PENDING)
+        .where('locked_until', '=', lease)
+        .where('resolution', resolution === null ? 'is' : '=', resolution)
+        .returning('id')
+        .execute();
+      for (const row of rows) routed.add(row.id);
+    }
+  }
+  const stale = claimed.filter((e) => !routed.has(e.id)).map((e) => e.id);
+  for (let i = 0; i < stale.length; i += CHUNK) {
     await trx
       .updateTable('events')
-      .set({ status: 'routed', routed_at: now, locked_until: 0 })
-      .where('id', 'in', ids.slice(i, i + CHUNK))
+      .set({ locked_until: 0 })
+      .where('id', 'in', stale.slice(i, i + CHUNK))
+      .where('status', '=', PENDING)
+      .where('locked_until', '=', lease)
       .execute();
   }
+  return routed;
 }

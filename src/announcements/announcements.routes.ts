@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import type { AnnouncementRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
@@ -83,13 +83,12 @@ export async function announcementsRoutes(app: App, deps: Deps): Promise<void> {
       await db.transaction().execute(async (trx) => {
         await insertEvents(trx, [announcementEvent(row, now)]);
         await insertAnnouncement(trx, row);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'announcement.created',
-          subject_type: 'announcement',
-          subject_id: id,
-          data: { audience, title: row.title, publish_at: publishAt, expires_at: expiresAt, total },
+        await auditAdmin(trx, now, 'announcement.created', ['announcement', id], {
+          audience,
+          title: row.title,
+          publish_at: publishAt,
+          expires_at: expiresAt,
+          total,
         });
       });
       deps.store.notifier.publish('announcements', '');
@@ -148,13 +147,8 @@ export async function announcementsRoutes(app: App, deps: Deps): Promise<void> {
         .returningAll()
         .executeTakeFirst();
       if (updated !== undefined) {
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'announcement.cancelled',
-          subject_type: 'announcement',
-          subject_id: id,
-          data: { delivered: updated.delivered },
+        await auditAdmin(trx, now, 'announcement.cancelled', ['announcement', id], {
+          delivered: updated.delivered,
         });
       }
       return updated;

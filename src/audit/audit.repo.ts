@@ -30,6 +30,27 @@ export async function appendAudit(db: Db, entries: AuditEntry | AuditEntry[]): P
   await insertInChunks(db, rows, (chunk) => db.insertInto('audit_log').values(chunk));
 }
 
+/**
+ * Appends one change made through the admin API, inside the caller's transaction: `action` (`rule.created`)
+ * on `subject` (its type and id), with what was set.
+ */
+export function auditAdmin(
+  db: Db,
+  at: number,
+  action: string,
+  [subjectType, subjectId]: [type: string, id: string],
+  data?: unknown,
+): Promise<void> {
+  return appendAudit(db, {
+    at,
+    actor: 'admin',
+    action,
+    subject_type: subjectType,
+    subject_id: subjectId,
+    data,
+  });
+}
+
 export interface AuditFilter {
   action?: string;
   actor?: string;

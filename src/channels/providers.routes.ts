@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { ProviderRow } from '../db/tables.ts';
 import { presentCircuit } from '../delivery/endpoints.present.ts';
@@ -146,14 +146,13 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
           created_at: existing?.created_at ?? now,
           updated_at: now,
         });
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: existing === undefined ? 'provider.created' : 'provider.updated',
-          subject_type: 'provider',
-          subject_id: id,
-          data: { kind: body.kind, channel: kind.channel, priority: row.priority, enabled },
-        });
+        await auditAdmin(
+          trx,
+          now,
+          existing === undefined ? 'provider.created' : 'provider.updated',
+          ['provider', id],
+          { kind: body.kind, channel: kind.channel, priority: row.priority, enabled },
+        );
         return { row, created: existing === undefined };
       });
       reply.code(result.created ? 201 : 200);
@@ -228,14 +227,7 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await deleteProvider(trx, id))) throw notFound('Provider', id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'provider.deleted',
-          subject_type: 'provider',
-          subject_id: id,
-          data: null,
-        });
+        await auditAdmin(trx, now, 'provider.deleted', ['provider', id], null);
       });
       reply.code(204);
       return null;

@@ -1,4 +1,4 @@
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound } from '../errors.ts';
 import { decodeCursor, Page, toPage } from '../http/pagination.ts';
@@ -99,13 +99,10 @@ export async function deliveriesRoutes(app: App, deps: Deps): Promise<void> {
         const reopened = await reopenDelivery(trx, deliveryId, now);
         if (reopened === undefined)
           throw new HeraldError('conflict', `Delivery "${deliveryId}" is pending already`);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'delivery.resend_requested',
-          subject_type: 'delivery',
-          subject_id: deliveryId,
-          data: { endpoint_id: id, event_id: delivery.event_id, previous_status: delivery.status },
+        await auditAdmin(trx, now, 'delivery.resend_requested', ['delivery', deliveryId], {
+          endpoint_id: id,
+          event_id: delivery.event_id,
+          previous_status: delivery.status,
         });
         return reopened;
       });

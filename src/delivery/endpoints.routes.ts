@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import type { EndpointRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { invalid, invalidMany, notFound } from '../errors.ts';
@@ -101,13 +101,12 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
         }
         const cancelled =
           row.status === 'disabled' ? await cancelPendingForEndpoint(trx, id, 'endpoint disabled', now) : 0;
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: existing === undefined ? 'endpoint.created' : 'endpoint.updated',
-          subject_type: 'endpoint',
-          subject_id: id,
-          data: {
+        await auditAdmin(
+          trx,
+          now,
+          existing === undefined ? 'endpoint.created' : 'endpoint.updated',
+          ['endpoint', id],
+          {
             url,
             types: body.types,
             status: row.status,
@@ -115,7 +114,7 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
               existing !== undefined && body.secret !== undefined && body.secret !== existing.secret,
             ...(cancelled > 0 ? { deliveries_cancelled: cancelled } : {}),
           },
-        });
+        );
         return { row, created: existing === undefined };
       });
       reply.code(result.created ? 201 : 200);
@@ -180,14 +179,7 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
       await db.transaction().execute(async (trx) => {
         if (!(await deleteEndpoint(trx, id))) throw notFound('Endpoint', id);
         const cancelled = await cancelPendingForEndpoint(trx, id, 'endpoint deleted', now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'endpoint.deleted',
-          subject_type: 'endpoint',
-          subject_id: id,
-          data: { deliveries_cancelled: cancelled },
-        });
+        await auditAdmin(trx, now, 'endpoint.deleted', ['endpoint', id], { deliveries_cancelled: cancelled });
       });
       return reply.code(204).send();
     },

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
@@ -144,13 +144,10 @@ export async function replayRoutes(app: App, deps: Deps): Promise<void> {
         }
         const reopened = await reopenDelivery(trx, id, now);
         if (reopened === undefined) throw new HeraldError('conflict', `Delivery "${id}" is pending already`);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'delivery.replay_requested',
-          subject_type: 'delivery',
-          subject_id: id,
-          data: { channel: delivery.channel, event_id: delivery.event_id, previous_status: delivery.status },
+        await auditAdmin(trx, now, 'delivery.replay_requested', ['delivery', id], {
+          channel: delivery.channel,
+          event_id: delivery.event_id,
+          previous_status: delivery.status,
         });
         return reopened;
       });
@@ -195,13 +192,9 @@ export async function replayRoutes(app: App, deps: Deps): Promise<void> {
       const filter = search({ ...body, status: body.status ?? 'dead' });
       const ids = await db.transaction().execute(async (trx) => {
         const replayed = await replayDeliveries(trx, filter, body.limit ?? 10_000, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'deliveries.replay_requested',
-          subject_type: 'delivery',
-          subject_id: '*',
-          data: { filter: body, replayed: replayed.length },
+        await auditAdmin(trx, now, 'deliveries.replay_requested', ['delivery', '*'], {
+          filter: body,
+          replayed: replayed.length,
         });
         return replayed;
       });

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { Db } from '../db/engine.ts';
 import type { App, Deps } from '../deps.ts';
@@ -62,13 +62,11 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
         const created = await upsertGroup(trx, { id, name, queue }, now);
         await replaceMembers(trx, id, members);
         await replaceChildGroups(trx, id, children);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: created ? 'group.created' : 'group.updated',
-          subject_type: 'group',
-          subject_id: id,
-          data: { name, queue, members: members.length, groups: children },
+        await auditAdmin(trx, now, created ? 'group.created' : 'group.updated', ['group', id], {
+          name,
+          queue,
+          members: members.length,
+          groups: children,
         });
         return { group: await withMembers(trx, (await findGroup(trx, id))!), created };
       });
@@ -137,13 +135,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await deleteGroup(trx, id))) throw notFound('Group', id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'group.deleted',
-          subject_type: 'group',
-          subject_id: id,
-        });
+        await auditAdmin(trx, now, 'group.deleted', ['group', id]);
       });
       return reply.code(204).send(null);
     },
@@ -171,14 +163,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
         await assertReferencesExist(trx, { users });
         await addMembers(trx, id, users);
         const row = (await touchGroup(trx, id, now))!;
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'group.members_added',
-          subject_type: 'group',
-          subject_id: id,
-          data: { users },
-        });
+        await auditAdmin(trx, now, 'group.members_added', ['group', id], { users });
         return withMembers(trx, row);
       });
     },
@@ -203,14 +188,7 @@ export async function groupsRoutes(app: App, deps: Deps): Promise<void> {
         if ((await findGroup(trx, id)) === undefined) throw notFound('Group', id);
         if (!(await removeMember(trx, id, userId))) throw notFound(`Member of group "${id}"`, userId);
         await touchGroup(trx, id, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'group.member_removed',
-          subject_type: 'group',
-          subject_id: id,
-          data: { user: userId },
-        });
+        await auditAdmin(trx, now, 'group.member_removed', ['group', id], { user: userId });
       });
       return reply.code(204).send(null);
     },

@@ -1,4 +1,4 @@
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { revokeCredentials } from '../auth/credentials.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { type FieldProblem, HeraldError, notFound } from '../errors.ts';
@@ -40,14 +40,7 @@ export async function usersRoutes(app: App, deps: Deps): Promise<void> {
       const { row, created } = await db.transaction().execute(async (trx) => {
         const created = (await findUser(trx, user.id)) === undefined;
         await upsertUsers(trx, [user], now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: created ? 'user.created' : 'user.updated',
-          subject_type: 'user',
-          subject_id: user.id,
-          data: user,
-        });
+        await auditAdmin(trx, now, created ? 'user.created' : 'user.updated', ['user', user.id], user);
         return { row: (await findUser(trx, user.id))!, created };
       });
       reply.code(created ? 201 : 200);
@@ -80,14 +73,7 @@ export async function usersRoutes(app: App, deps: Deps): Promise<void> {
         );
         await upsertUsers(trx, users, now);
         const result = { created: users.length - existing.size, updated: existing.size };
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'user.bulk_upserted',
-          subject_type: 'user',
-          subject_id: '*',
-          data: { count: users.length, ...result },
-        });
+        await auditAdmin(trx, now, 'user.bulk_upserted', ['user', '*'], { count: users.length, ...result });
         return result;
       });
     },
@@ -155,13 +141,7 @@ export async function usersRoutes(app: App, deps: Deps): Promise<void> {
       await db.transaction().execute(async (trx) => {
         if (!(await deleteUser(trx, id))) throw notFound('User', id);
         await revokeCredentials(trx, { kind: 'user', ownerId: id }, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'user.deleted',
-          subject_type: 'user',
-          subject_id: id,
-        });
+        await auditAdmin(trx, now, 'user.deleted', ['user', id]);
       });
       deps.auth.forget();
       return reply.code(204).send(null);

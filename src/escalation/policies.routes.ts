@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { RULE_CHANNELS } from '../channels/registry.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
@@ -152,14 +152,13 @@ export async function policiesRoutes(app: App, deps: Deps): Promise<void> {
           groups: body.levels.flatMap((l) => l.targets.groups ?? []),
         });
         const created = await upsertPolicy(trx, policy, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: created ? 'escalation_policy.created' : 'escalation_policy.updated',
-          subject_type: 'escalation_policy',
-          subject_id: policy.id,
-          data: policy,
-        });
+        await auditAdmin(
+          trx,
+          now,
+          created ? 'escalation_policy.created' : 'escalation_policy.updated',
+          ['escalation_policy', policy.id],
+          policy,
+        );
         return { saved: (await findPolicy(trx, policy.id))!, created };
       });
       reply.code(created ? 201 : 200);
@@ -222,13 +221,7 @@ export async function policiesRoutes(app: App, deps: Deps): Promise<void> {
       const deleted = await db.transaction().execute(async (trx) => {
         const gone = await deletePolicy(trx, request.params.id);
         if (gone) {
-          await appendAudit(trx, {
-            at: now,
-            actor: 'admin',
-            action: 'escalation_policy.deleted',
-            subject_type: 'escalation_policy',
-            subject_id: request.params.id,
-          });
+          await auditAdmin(trx, now, 'escalation_policy.deleted', ['escalation_policy', request.params.id]);
         }
         return gone;
       });

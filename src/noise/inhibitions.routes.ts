@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { invalid, notFound } from '../errors.ts';
@@ -170,14 +170,7 @@ export async function inhibitionsRoutes(app: App, deps: Deps): Promise<void> {
       };
       await db.transaction().execute(async (trx) => {
         await insertInhibition(trx, inhibition);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'inhibition.created',
-          subject_type: 'inhibition',
-          subject_id: inhibition.id,
-          data: body,
-        });
+        await auditAdmin(trx, now, 'inhibition.created', ['inhibition', inhibition.id], body);
       });
       reply.code(201);
       return present(inhibition);
@@ -260,13 +253,7 @@ export async function inhibitionsRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await deleteInhibition(trx, id))) throw notFound('Inhibition', id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'inhibition.deleted',
-          subject_type: 'inhibition',
-          subject_id: id,
-        });
+        await auditAdmin(trx, now, 'inhibition.deleted', ['inhibition', id]);
       });
       return reply.code(204).send(null);
     },

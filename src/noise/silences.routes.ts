@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { type FieldProblem, invalidMany, notFound } from '../errors.ts';
@@ -165,14 +165,7 @@ export async function silencesRoutes(app: App, deps: Deps): Promise<void> {
       };
       await db.transaction().execute(async (trx) => {
         await insertSilence(trx, silence);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'silence.created',
-          subject_type: 'silence',
-          subject_id: silence.id,
-          data: body,
-        });
+        await auditAdmin(trx, now, 'silence.created', ['silence', silence.id], body);
       });
       reply.code(201);
       return present(silence, now);
@@ -250,13 +243,7 @@ export async function silencesRoutes(app: App, deps: Deps): Promise<void> {
       await db.transaction().execute(async (trx) => {
         const ended = await expireSilence(trx, request.params.id, now);
         if (ended === undefined) throw notFound('Silence', request.params.id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'silence.ended',
-          subject_type: 'silence',
-          subject_id: ended.id,
-        });
+        await auditAdmin(trx, now, 'silence.ended', ['silence', ended.id]);
       });
       return reply.code(204).send(null);
     },

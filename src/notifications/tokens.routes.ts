@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import {
   type CredentialRow,
   createCredential,
@@ -92,13 +92,10 @@ export async function tokensRoutes(app: App, deps: Deps): Promise<void> {
           expiresAt,
           now,
         });
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'user.token_created',
-          subject_type: 'user',
-          subject_id: id,
-          data: { token_id: key.credential.id, prefix: key.credential.prefix, expires_at: expiresAt },
+        await auditAdmin(trx, now, 'user.token_created', ['user', id], {
+          token_id: key.credential.id,
+          prefix: key.credential.prefix,
+          expires_at: expiresAt,
         });
         return key;
       });
@@ -150,14 +147,7 @@ export async function tokensRoutes(app: App, deps: Deps): Promise<void> {
         if (!tokens.some((t) => t.id === tokenId)) throw notFound('Token', tokenId);
         const revoked = await revokeCredentials(trx, { kind: 'user', ownerId: id, id: tokenId }, now);
         if (revoked > 0) {
-          await appendAudit(trx, {
-            at: now,
-            actor: 'admin',
-            action: 'user.token_revoked',
-            subject_type: 'user',
-            subject_id: id,
-            data: { token_id: tokenId },
-          });
+          await auditAdmin(trx, now, 'user.token_revoked', ['user', id], { token_id: tokenId });
         }
       });
       deps.auth.forget();

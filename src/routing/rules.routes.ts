@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
@@ -86,14 +86,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
         await assertRuleReferences(trx, rule.recipients);
         await assertEscalation(trx, rule.escalation, 'body.');
         const created = await upsertRule(trx, rule, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: created ? 'rule.created' : 'rule.updated',
-          subject_type: 'rule',
-          subject_id: rule.id,
-          data: rule,
-        });
+        await auditAdmin(trx, now, created ? 'rule.created' : 'rule.updated', ['rule', rule.id], rule);
         return { saved: (await findRule(trx, rule.id))!, created };
       });
       reply.code(created ? 201 : 200);
@@ -156,13 +149,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await deleteRule(trx, id))) throw notFound('Rule', id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'rule.deleted',
-          subject_type: 'rule',
-          subject_id: id,
-        });
+        await auditAdmin(trx, now, 'rule.deleted', ['rule', id]);
       });
       return reply.code(204).send(null);
     },

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { createCredential, listCredentials, revokeCredentials } from '../auth/credentials.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
@@ -67,13 +67,10 @@ export async function keyRoutes(app: App, deps: Deps): Promise<void> {
           name: body.name ?? null,
           now,
         });
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'source.key_created',
-          subject_type: 'source',
-          subject_id: id,
-          data: { key_id: key.credential.id, prefix: key.credential.prefix, keys_revoked: revoked },
+        await auditAdmin(trx, now, 'source.key_created', ['source', id], {
+          key_id: key.credential.id,
+          prefix: key.credential.prefix,
+          keys_revoked: revoked,
         });
         return { key, revoked };
       });
@@ -103,14 +100,7 @@ export async function keyRoutes(app: App, deps: Deps): Promise<void> {
         if (!keys.some((k) => k.id === keyId)) throw notFound('API key', keyId);
         const revoked = await revokeCredentials(trx, { kind: 'source', ownerId: id, id: keyId }, now);
         if (revoked > 0) {
-          await appendAudit(trx, {
-            at: now,
-            actor: 'admin',
-            action: 'source.key_revoked',
-            subject_type: 'source',
-            subject_id: id,
-            data: { key_id: keyId },
-          });
+          await auditAdmin(trx, now, 'source.key_revoked', ['source', id], { key_id: keyId });
         }
       });
       deps.auth.forget();

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts';
 import { newWebhookSecret } from '../delivery/webhook.ts';
 import type { App, Deps } from '../deps.ts';
@@ -45,13 +45,10 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
         });
         if (row === undefined) throw new HeraldError('conflict', `Source "${id}" already exists`);
         const key = await createCredential(trx, { kind: 'source', ownerId: id, now });
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'source.created',
-          subject_type: 'source',
-          subject_id: id,
-          data: { name, callback_url: callbackUrl, key_id: key.credential.id },
+        await auditAdmin(trx, now, 'source.created', ['source', id], {
+          name,
+          callback_url: callbackUrl,
+          key_id: key.credential.id,
         });
         return { row, token: key.token };
       });
@@ -113,14 +110,7 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
         const updated = await updateSource(trx, id, patch);
         if (updated === undefined) throw notFound('Source', id);
         const { updated_at: _, ...changes } = patch;
-        await appendAudit(trx, {
-          at: patch.updated_at,
-          actor: 'admin',
-          action: 'source.updated',
-          subject_type: 'source',
-          subject_id: id,
-          data: changes,
-        });
+        await auditAdmin(trx, patch.updated_at, 'source.updated', ['source', id], changes);
         return updated;
       });
       return presentSource(row);
@@ -145,14 +135,7 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
       await db.transaction().execute(async (trx) => {
         if (!(await deleteSource(trx, id))) throw notFound('Source', id);
         const revoked = await revokeCredentials(trx, { kind: 'source', ownerId: id }, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'source.deleted',
-          subject_type: 'source',
-          subject_id: id,
-          data: { keys_revoked: revoked },
-        });
+        await auditAdmin(trx, now, 'source.deleted', ['source', id], { keys_revoked: revoked });
       });
       deps.auth.forget();
       return reply.code(204).send(null);

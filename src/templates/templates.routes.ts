@@ -1,4 +1,4 @@
-import { appendAudit } from '../audit/audit.repo.ts';
+import { auditAdmin } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
 import type { TemplateRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
@@ -70,14 +70,13 @@ export async function templatesRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       const { saved, created } = await db.transaction().execute(async (trx) => {
         const created = await upsertTemplate(trx, template, now);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: created ? 'template.created' : 'template.updated',
-          subject_type: 'template',
-          subject_id: template.id,
-          data: { types: template.types, channel: template.channel, locale: template.locale },
-        });
+        await auditAdmin(
+          trx,
+          now,
+          created ? 'template.created' : 'template.updated',
+          ['template', template.id],
+          { types: template.types, channel: template.channel, locale: template.locale },
+        );
         return { saved: (await findTemplate(trx, template.id))!, created };
       });
       reply.code(created ? 201 : 200);
@@ -145,13 +144,7 @@ export async function templatesRoutes(app: App, deps: Deps): Promise<void> {
       const now = deps.clock.now();
       await db.transaction().execute(async (trx) => {
         if (!(await deleteTemplate(trx, id))) throw notFound('Template', id);
-        await appendAudit(trx, {
-          at: now,
-          actor: 'admin',
-          action: 'template.deleted',
-          subject_type: 'template',
-          subject_id: id,
-        });
+        await auditAdmin(trx, now, 'template.deleted', ['template', id]);
       });
       return reply.code(204).send(null);
     },

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { type TestContext, test } from 'node:test';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Webhook } from 'standardwebhooks';
 import { actionLinkUrl } from '../src/actions/links.ts';
 import { ManualClock } from '../src/clock.ts';
@@ -13,6 +12,7 @@ import { loadKeys } from '../src/settings/keys.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
 import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
 import { type Receiver, startReceiver } from './receiver.ts';
+import { openInboxStream } from './sse.ts';
 
 const SLACK_SECRET = 'slack-signing-secret-for-tests';
 
@@ -81,25 +81,6 @@ const act = (s: Setup, user: Setup['users'][number], id: string, action: string,
 
 async function drainDeliveries(s: Setup) {
   while ((await s.h.workers.dispatcher.runOnce()) > 0);
-}
-
-async function openStream(base: string, token: string) {
-  const controller = new AbortController();
-  const frames: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (f) => frames.push(f) });
-  const response = await fetch(`${base}/v1/me/stream`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: controller.signal,
-  });
-  const ended = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of response.body!) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // aborted
-    }
-  })();
-  return { frames, close: () => controller.abort(), ended };
 }
 
 for (const engine of ENGINES) {
@@ -198,8 +179,7 @@ for (const engine of ENGINES) {
     const eventId = await publish(s);
     const [alice, bob, carol] = s.users;
     const bobsNotification = await notificationOf(s, bob!, eventId);
-    const stream = await openStream(base, bob!.token);
-    t.after(() => stream.close());
+    const stream = await openInboxStream(t, base, bob!.token);
 
     const n = await notificationOf(s, alice!, eventId);
     assert.equal((await act(s, alice!, n.id, 'approve')).status, 200);

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { Publisher } from '../src/announcements/publisher.ts';
 import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import { createGroup, createUser, userToken } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
+import { ENGINES, startHerald, type TestHerald } from './helpers.ts';
+import { openInboxStream } from './sse.ts';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
 const at = (ms: number) => new Date(START + ms).toISOString();
@@ -358,7 +358,7 @@ for (const engine of ENGINES) {
     h.deps.hub.start();
     const base = await h.listen();
     await createUser(h, { id: 'ana' });
-    const frames = await openStream(t, base, await userToken(h, 'ana'));
+    const frames = await openInboxStream(t, base, await userToken(h, 'ana'));
     await announce(h, { audience: { everyone: true }, title: 'Fire drill at 10', expires_at: at(60_000) });
     await drain(publisher);
     const arrived = await frames.next();
@@ -455,33 +455,4 @@ for (const engine of ENGINES) {
     assert.equal((await h.api('GET', '/v1/announcements', undefined, token)).status, 403);
     assert.equal((await h.api('GET', '/v1/announcements/ann_unknown')).status, 404);
   });
-}
-
-/** Opens the user's SSE stream; `next()` waits for the next frame. Closed when the test ends. */
-async function openStream(t: TestContext, base: string, token: string) {
-  const controller = new AbortController();
-  t.after(() => controller.abort());
-  const response = await fetch(`${base}/v1/me/stream`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: controller.signal,
-  });
-  assert.equal(response.status, 200);
-  const frames: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (frame) => frames.push(frame) });
-  void (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of response.body!) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // Aborted when the test ends.
-    }
-  })();
-  let read = 0;
-  return {
-    async next() {
-      const frame = await waitFor(() => frames[read]);
-      read++;
-      return frame;
-    },
-  };
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import type { EventRow } from '../src/db/tables.ts';
@@ -9,6 +8,7 @@ import type { RuleNoise } from '../src/noise/options.ts';
 import { explainEvent } from '../src/routing/explain.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
 import { ENGINES, openTestStore, startHerald, type TestHerald, waitFor } from './helpers.ts';
+import { openInboxStream } from './sse.ts';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
 const MINUTE = 60_000;
@@ -79,34 +79,6 @@ async function noiseOf(h: TestHerald, eventId: string) {
   return res.body.routing.noise;
 }
 
-/** Opens the user's SSE stream; `next()` waits for the next frame. */
-async function openStream(t: TestContext, base: string, token: string) {
-  const controller = new AbortController();
-  t.after(() => controller.abort());
-  const response = await fetch(`${base}/v1/me/stream`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: controller.signal,
-  });
-  const frames: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (frame) => frames.push(frame) });
-  void (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of response.body!) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // Aborted when the test ends.
-    }
-  })();
-  let read = 0;
-  return {
-    async next() {
-      const frame = await waitFor(() => frames[read]);
-      read++;
-      return { event: frame.event, body: JSON.parse(frame.data) };
-    },
-  };
-}
-
 for (const engine of ENGINES) {
   test(`[${engine}] a repeat with the dedup key of an open notification updates it, live on the stream`, async (t) => {
     const { h, clock, source } = await setup(t, engine);
@@ -114,7 +86,7 @@ for (const engine of ENGINES) {
     const alice = await createUser(h, { email: 'alice@example.com' });
     await rule(h, 'jobs', { types: ['integration.*'], users: [alice.id], channels: ['inapp', 'email'] });
     const base = await h.listen();
-    const stream = await openStream(t, base, await userToken(h, alice.id));
+    const stream = await openInboxStream(t, base, await userToken(h, alice.id));
 
     await publish(h, source, { title: 'ERP→CRM failed (1)', dedup_key: 'job-7', data: { attempt: 1 } });
     await route(h);

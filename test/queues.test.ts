@@ -1,37 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { ManualClock } from '../src/clock.ts';
 import { createGroup, createSource, userToken } from './factories.ts';
 import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
 import { eventOf, explain, people, publish, routeAll, rule, sends } from './routing.fixtures.ts';
+import { openInboxStream } from './sse.ts';
 
 const MINUTE = 60_000;
-
-/** Opens `GET /v1/me/stream` for a token; `frames` fills as frames arrive. */
-async function openStream(t: Parameters<typeof startHerald>[0], base: string, token: string) {
-  const controller = new AbortController();
-  const response = await fetch(`${base}/v1/me/stream`, {
-    headers: { authorization: `Bearer ${token}` },
-    signal: controller.signal,
-  });
-  assert.equal(response.status, 200);
-  const frames: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (frame) => frames.push(frame) });
-  const ended = (async () => {
-    const decoder = new TextDecoder();
-    try {
-      for await (const chunk of response.body!) parser.feed(decoder.decode(chunk, { stream: true }));
-    } catch {
-      // Aborted by the test.
-    }
-  })();
-  t.after(async () => {
-    controller.abort();
-    await ended;
-  });
-  return frames;
-}
 
 async function setUp(t: Parameters<typeof startHerald>[0], engine: (typeof ENGINES)[number]) {
   const clock = new ManualClock();
@@ -76,7 +51,7 @@ for (const engine of ENGINES) {
     const { h, key, tokens } = await setUp(t, engine);
     h.deps.hub.start();
     const base = await h.listen();
-    const sreFrames = await openStream(t, base, tokens.sre);
+    const { frames: sreFrames } = await openInboxStream(t, base, tokens.sre);
 
     const eventId = await publish(h, key, {
       type: 'integration.failed',
@@ -278,7 +253,7 @@ for (const engine of ENGINES) {
     assert.equal(policy.status, 201, policy.text);
     h.deps.hub.start();
     const base = await h.listen();
-    const leadFrames = await openStream(t, base, tokens.lead);
+    const { frames: leadFrames } = await openInboxStream(t, base, tokens.lead);
     const eventId = await publish(h, key, {
       type: 'incident.opened',
       title: 'DB down',

@@ -4,33 +4,12 @@ import { ManualClock } from '../src/clock.ts';
 import { groupMembers } from '../src/directory/groups.repo.ts';
 import { findUsersByEmails, findUsersByIds } from '../src/directory/users.repo.ts';
 import { createGroup, createUser, userToken } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald } from './helpers.ts';
+import { ENGINES, startHerald, walk } from './helpers.ts';
 
 interface ListItem {
   id: string;
   attributes?: Record<string, unknown>;
   member_count?: number;
-}
-
-/** Walks every page of a list and returns all items. */
-async function walk(
-  h: TestHerald,
-  url: string,
-  limit: number,
-): Promise<{ items: ListItem[]; pages: number }> {
-  const items: ListItem[] = [];
-  let cursor: string | null = null;
-  let pages = 0;
-  do {
-    const sep = url.includes('?') ? '&' : '?';
-    const res = await h.api('GET', `${url}${sep}limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`);
-    assert.equal(res.status, 200, res.text);
-    assert.ok(res.body.items.length <= limit);
-    items.push(...res.body.items);
-    cursor = res.body.next_cursor;
-    pages++;
-  } while (cursor !== null);
-  return { items, pages };
 }
 
 function bulkUsers(count: number, from = 0, extra: Record<string, unknown> = {}) {
@@ -159,7 +138,7 @@ for (const engine of ENGINES) {
     const bulk = await h.api('POST', '/v1/users/bulk', { users: bulkUsers(23) });
     assert.equal(bulk.status, 200, bulk.text);
 
-    const all = await walk(h, '/v1/users', 5);
+    const all = await walk<ListItem>(h, '/v1/users', 5);
     assert.equal(all.pages, 5);
     assert.equal(all.items.length, 23);
     assert.equal(new Set(all.items.map((u) => u.id)).size, 23);
@@ -170,10 +149,10 @@ for (const engine of ENGINES) {
       ['u00007'],
     );
 
-    const berlin = await walk(h, '/v1/users?attr.location=berlin', 4);
+    const berlin = await walk<ListItem>(h, '/v1/users?attr.location=berlin', 4);
     assert.equal(berlin.items.length, 12);
     assert.ok(berlin.items.every((u) => u.attributes?.['location'] === 'berlin'));
-    const levelTwo = await walk(h, '/v1/users?attr.level=2&attr.location=paris', 2);
+    const levelTwo = await walk<ListItem>(h, '/v1/users?attr.level=2&attr.location=paris', 2);
     assert.deepEqual(levelTwo.items.map((u) => u.id).sort(), ['u00005', 'u00011', 'u00017']);
     const staff = await h.api('GET', '/v1/users?attr.roles=staff&limit=100');
     assert.equal(staff.body.items.length, 23);
@@ -255,7 +234,7 @@ for (const engine of ENGINES) {
     assert.equal((await h.api('GET', '/v1/groups/finance')).body.name, 'Finance team');
 
     for (let i = 0; i < 4; i++) await createGroup(h, `g${i}`, i % 2 === 0 ? ['ann'] : []);
-    const all = await walk(h, '/v1/groups', 2);
+    const all = await walk<ListItem>(h, '/v1/groups', 2);
     assert.equal(all.pages, 3);
     assert.deepEqual(Object.fromEntries(all.items.map((g) => [g.id, g.member_count])), {
       finance: 1,

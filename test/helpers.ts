@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,4 +157,31 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Walks every page of a list (`limit` items a page, with `token`, admin by default); returns all items. */
+export async function walk<T = { id: string }>(
+  h: TestHerald,
+  url: string,
+  limit: number,
+  token?: string,
+): Promise<{ items: T[]; pages: number }> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  let pages = 0;
+  do {
+    const sep = url.includes('?') ? '&' : '?';
+    const res = await h.api(
+      'GET',
+      `${url}${sep}limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`,
+      undefined,
+      token,
+    );
+    assert.equal(res.status, 200, res.text);
+    assert.ok(res.body.items.length <= limit);
+    items.push(...res.body.items);
+    cursor = res.body.next_cursor;
+    pages++;
+  } while (cursor !== null);
+  return { items, pages };
 }

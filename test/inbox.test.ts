@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald, waitFor } from './helpers.ts';
+import { ENGINES, startHerald, type TestHerald, waitFor, walk } from './helpers.ts';
 
 /** Publishes an event for `userId` through the API and waits until it is in their inbox; returns its row. */
 async function notify(
@@ -120,19 +120,12 @@ for (const engine of ENGINES) {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await notify(h, source, alice.id, { title: `n${i}` })).id);
 
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const query: string = cursor === null ? '' : `&cursor=${cursor}`;
-      const res = await h.api('GET', `/v1/me/notifications?limit=2${query}`, undefined, alice.token);
-      assert.equal(res.status, 200);
-      seen.push(...res.body.items.map((n: { id: string }) => n.id));
-      cursor = res.body.next_cursor;
-      pages++;
-    } while (cursor !== null);
+    const { items, pages } = await walk(h, '/v1/me/notifications', 2, alice.token);
     assert.equal(pages, 3);
-    assert.deepEqual(seen, ids.toReversed());
+    assert.deepEqual(
+      items.map((n) => n.id),
+      ids.toReversed(),
+    );
 
     const bad = await h.api('GET', '/v1/me/notifications?cursor=not*a*cursor', undefined, alice.token);
     assert.equal(bad.status, 400);

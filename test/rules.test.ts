@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
 import { listEnabledRules } from '../src/routing/rules.repo.ts';
 import { createGroup, createSource, createUser } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald } from './helpers.ts';
+import { ENGINES, startHerald, type TestHerald, walk } from './helpers.ts';
 
 /** A valid rule body; `overrides` replace top-level fields. */
 function ruleBody(overrides: Record<string, unknown> = {}) {
@@ -133,18 +133,12 @@ for (const engine of ENGINES) {
     await putRule(h, 'late', { position: 100 });
     await putRule(h, 'early', { position: -3 });
     await putRule(h, 'mid', {});
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const res = await h.api('GET', `/v1/rules?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
-      assert.equal(res.status, 200, res.text);
-      seen.push(...res.body.items.map((r: { id: string }) => r.id));
-      cursor = res.body.next_cursor;
-      pages++;
-    } while (cursor !== null);
+    const { items, pages } = await walk(h, '/v1/rules', 2);
     assert.equal(pages, 3);
-    assert.deepEqual(seen, ['early', 'mid', 'a', 'b', 'late']);
+    assert.deepEqual(
+      items.map((r) => r.id),
+      ['early', 'mid', 'a', 'b', 'late'],
+    );
     const bad = await h.api('GET', `/v1/rules?cursor=${Buffer.from('nonsense').toString('base64url')}`);
     assert.equal(bad.status, 400);
     assert.equal(bad.body.code, 'bad_cursor');

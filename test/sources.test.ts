@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { hashToken } from '../src/ids.ts';
 import { createSource, uniqueId } from './factories.ts';
-import { ENGINES, startHerald } from './helpers.ts';
+import { ENGINES, startHerald, walk } from './helpers.ts';
 
 for (const engine of ENGINES) {
   test(`[${engine}] creates a source and shows its API key only in the create response`, async (t) => {
@@ -247,21 +247,10 @@ for (const engine of ENGINES) {
     const h = await startHerald(t, engine, { workers: false });
     const ids = new Set<string>();
     for (let i = 0; i < 7; i++) ids.add((await createSource(h, { id: uniqueId('page') })).id);
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const url: string = `/v1/sources?limit=3${cursor ? `&cursor=${cursor}` : ''}`;
-      const res = await h.api('GET', url);
-      assert.equal(res.status, 200);
-      assert.ok(res.body.items.length <= 3);
-      seen.push(...res.body.items.map((s: { id: string }) => s.id));
-      cursor = res.body.next_cursor;
-      pages++;
-    } while (cursor !== null);
+    const { items, pages } = await walk(h, '/v1/sources', 3);
     assert.equal(pages, 3);
-    assert.equal(seen.length, 7);
-    assert.deepEqual(new Set(seen), ids);
+    assert.equal(items.length, 7);
+    assert.deepEqual(new Set(items.map((s) => s.id)), ids);
     assert.equal((await h.api('GET', '/v1/sources?cursor=!!!')).body?.code, 'bad_cursor');
   });
 }

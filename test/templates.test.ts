@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
 import { createSource, createUser } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald } from './helpers.ts';
+import { ENGINES, startHerald, type TestHerald, walk } from './helpers.ts';
 import { startSmtpPeer } from './peers/smtp.ts';
 
 /** A valid template body; `overrides` replace top-level fields. */
@@ -150,18 +150,12 @@ for (const engine of ENGINES) {
     await putTemplate(h, 'e', { channel: '*' });
     await putTemplate(h, 'b', { channel: 'email', locale: 'de' });
     await putTemplate(h, 'd', { channel: 'slack' });
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    let pages = 0;
-    do {
-      const res = await h.api('GET', `/v1/templates?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
-      assert.equal(res.status, 200, res.text);
-      seen.push(...res.body.items.map((r: { id: string }) => r.id));
-      cursor = res.body.next_cursor;
-      pages++;
-    } while (cursor !== null);
+    const { items, pages } = await walk(h, '/v1/templates', 2);
     assert.equal(pages, 3);
-    assert.deepEqual(seen, ['a', 'b', 'c', 'd', 'e']);
+    assert.deepEqual(
+      items.map((r) => r.id),
+      ['a', 'b', 'c', 'd', 'e'],
+    );
     const email = await h.api('GET', '/v1/templates?channel=email');
     assert.deepEqual(
       email.body.items.map((r: { id: string }) => r.id),

@@ -7,31 +7,19 @@ import { ChannelConfigError, type Message, type Provider } from '../src/channels
 import { slackBody, slackProvider } from '../src/channels/slack.ts';
 import { teamsBody, teamsProvider } from '../src/channels/teams.ts';
 import { createOutboundAgent } from '../src/delivery/ssrf.ts';
+import { channelMessage } from './factories.ts';
 import { startChatPeer } from './peers/chat.ts';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 
 function message(overrides: Partial<Message> = {}): Message {
-  return {
-    id: 'msg_1',
-    eventId: 'evt_1',
-    notificationId: 'ntf_1',
-    type: 'po.approval_requested',
-    severity: 'warning',
-    title: 'PO 4711 needs approval',
-    text: 'Acme Corp ordered 12 laptops for 14,400 EUR.',
-    html: null,
-    url: 'https://erp.example.com/po/4711',
+  return channelMessage({
     actions: [
       { id: 'approve', label: 'Approve', url: 'https://herald.example.com/a/approve?sig=x' },
       { id: 'reject', label: 'Reject', url: 'https://herald.example.com/a/reject?sig=y' },
     ],
-    locale: null,
-    unsubscribeUrl: null,
-    expiresAt: null,
-    data: {},
     ...overrides,
-  };
+  });
 }
 
 type Kind = typeof slackProvider | typeof teamsProvider;

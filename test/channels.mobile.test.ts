@@ -6,27 +6,20 @@ import { type ApnsConfig, type ApnsOptions, apnsProvider } from '../src/channels
 import { ChannelConfigError, type Message } from '../src/channels/channel.ts';
 import { type FcmConfig, fcmProvider } from '../src/channels/fcm.ts';
 import { allowList, createOutboundAgent } from '../src/delivery/ssrf.ts';
+import { channelMessage } from './factories.ts';
 import { type ApnsPeer, startApnsPeer } from './peers/apns.ts';
 import { startFcmPeer } from './peers/fcm.ts';
 
 function message(overrides: Partial<Message> = {}): Message {
-  return {
+  return channelMessage({
     id: `msg_${randomBytes(6).toString('hex')}`,
     eventId: 'evt_4711',
     notificationId: 'ntf_4711',
-    type: 'po.approval_requested',
-    severity: 'warning',
-    title: 'PO 4711 needs approval',
     text: 'Anna asks you to approve PO 4711 (1,250 EUR).',
-    html: null,
-    url: 'https://erp.example.com/po/4711',
-    actions: [],
     locale: 'en',
-    unsubscribeUrl: null,
-    expiresAt: null,
     data: { po: '4711' },
     ...overrides,
-  };
+  });
 }
 
 /** A controllable clock starting at the real time. */

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
-import { ChannelConfigError, type Message, type Provider } from '../src/channels/channel.ts';
+import { ChannelConfigError, type Provider } from '../src/channels/channel.ts';
 import { type SmsConfig, twilioProvider } from '../src/channels/sms.ts';
 import { fitSms, smsEncoding, smsSegments } from '../src/channels/sms-text.ts';
 import { createOutboundAgent } from '../src/delivery/ssrf.ts';
+import { channelMessage } from './factories.ts';
 import { type SmsPeer, startSmsPeer } from './peers/sms.ts';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -13,25 +14,7 @@ const TO = '+4915112345678';
 const SID = `AC${'0123456789abcdef'.repeat(2)}`;
 const SERVICE = `MG${'fedcba9876543210'.repeat(2)}`;
 
-function message(overrides: Partial<Message> = {}): Message {
-  return {
-    id: 'msg_1',
-    eventId: 'evt_1',
-    notificationId: 'ntf_1',
-    type: 'po.approval_requested',
-    severity: 'warning',
-    title: 'PO 4711 needs approval',
-    text: 'Acme Corp ordered 12 laptops for 14,400 EUR.',
-    html: null,
-    url: 'https://erp.example.com/po/4711',
-    actions: [],
-    locale: null,
-    unsubscribeUrl: null,
-    expiresAt: null,
-    data: {},
-    ...overrides,
-  };
-}
+const message = channelMessage;
 
 function provider(
   t: TestContext,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { Message } from '../src/channels/channel.ts';
 import type { TestHerald } from './helpers.ts';
 
 /*
@@ -87,4 +88,25 @@ export async function userToken(h: TestHerald, userId: string): Promise<string> 
   const res = await h.api('POST', `/v1/users/${encodeURIComponent(userId)}/tokens`, {});
   assert.ok(res.status < 300 && typeof res.body?.token === 'string', `userToken: ${res.text}`);
   return res.body.token as string;
+}
+
+/** A message as the delivery pipeline hands it to a channel provider: a purchase-order approval. */
+export function channelMessage(overrides: Partial<Message> = {}): Message {
+  return {
+    id: 'msg_1',
+    eventId: 'evt_1',
+    notificationId: 'ntf_1',
+    type: 'po.approval_requested',
+    severity: 'warning',
+    title: 'PO 4711 needs approval',
+    text: 'Acme Corp ordered 12 laptops for 14,400 EUR.',
+    html: null,
+    url: 'https://erp.example.com/po/4711',
+    actions: [],
+    locale: null,
+    unsubscribeUrl: null,
+    expiresAt: null,
+    data: {},
+    ...overrides,
+  };
 }

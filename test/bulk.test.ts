@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Insertable } from 'kysely';
-import { insertInChunks } from '../src/db/bulk.ts';
+import { type Insertable, sql } from 'kysely';
+import { insertInChunks, writeInChunks } from '../src/db/bulk.ts';
 import type { Db } from '../src/db/engine.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
 import type { Database } from '../src/db/tables.ts';
@@ -95,5 +95,45 @@ for (const engine of ENGINES) {
         [2, null],
       ],
     );
+  });
+
+  test(`[${engine}] writeInChunks returns what the statements return and runs an update from a VALUES list`, async (t) => {
+    const store = await openTestStore(t, engine);
+    const { db } = store;
+    await migrateToLatest(db, store.engine);
+    await insert(
+      db,
+      Array.from({ length: 300 }, (_, n) => notification(n)),
+    );
+    // An insert with `returning`: only the 150 rows that did not conflict come back.
+    const again = Array.from({ length: 300 }, (_, n) => notification(n + 150, { id: `ntf_again_${n}` }));
+    const { rows: inserted } = await writeInChunks(db, again, (chunk) =>
+      db
+        .insertInto('notifications')
+        .values(chunk)
+        .onConflict((oc) => oc.columns(['event_id', 'user_id']).doNothing())
+        .returning('id'),
+    );
+    assert.deepEqual(
+      inserted.map((r) => r.id).sort(),
+      again.slice(150).map((r) => r.id),
+    );
+
+    // An update whose VALUES list is made of the rows, bound in the order of each row's keys.
+    const titles = Array.from({ length: 257 }, (_, n) => ({
+      id: notification(n).id!,
+      title: `Renamed ${n}`,
+    }));
+    const { affected } = await writeInChunks(db, titles, (chunk) => {
+      const list = chunk.map((r) => sql`(${r.id}, ${r.title})`);
+      const update = sql`update notifications set title = v.column2 from (values ${sql.join(list)}) as v
+        where notifications.id = v.column1`;
+      return { compile: () => update.compile(db) };
+    });
+    assert.equal(affected, 257);
+    const rows = await stored(db);
+    assert.equal(rows.filter((r) => r.title.startsWith('Renamed ')).length, 257);
+    assert.equal(rows.find((r) => r.id === notification(256).id)!.title, 'Renamed 256');
+    assert.equal(rows.find((r) => r.id === notification(257).id)!.title, 'Title 257');
   });
 }

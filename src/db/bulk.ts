@@ -2,14 +2,14 @@ import { type Compilable, CompiledQuery } from 'kysely';
 import type { Db } from './engine.ts';
 
 /*
- * Kysely turns every value of a multi-row insert into a node and compiles the whole statement again on each
+ * Kysely turns every value of a multi-row statement into a node and compiles the whole statement again on each
  * call, and SQLite prepares a new statement for each row count it has not seen lately. For the router's
- * thousands of notifications per batch that cost rivalled the insert itself. Here the statement text is
- * compiled once per shape (the query, its columns, its row count) and the rows go in chunks of a few fixed
- * sizes, so the compiled text and the prepared statement are both reused.
+ * thousands of notifications per batch, or a batch of a thousand events, that cost rivalled the writing
+ * itself. Here the statement text is compiled once per shape (the query, its columns, its row count) and the
+ * rows go in chunks of a few fixed sizes, so the compiled text and the prepared statement are both reused.
  */
 
-/** The most rows one statement inserts: 256 rows of 20 columns stay far inside both engines' bound-value limits. */
+/** The most rows one statement writes: 256 rows of 30 columns stay far inside both engines' bound-value limits. */
 const MOST_ROWS = 256;
 // Compiled texts, keyed by the one-row text (which names the query and its dialect) and the row count.
 const texts = new Map<string, string>();
@@ -26,7 +26,22 @@ export async function insertInChunks<R extends object>(
   rows: readonly R[],
   build: (rows: R[]) => Compilable<unknown>,
 ): Promise<number> {
-  let inserted = 0;
+  return (await writeInChunks(db, rows, build)).affected;
+}
+
+/**
+ * Runs the statement `build` makes of `rows` in chunks, as {@link insertInChunks} does, for any statement that
+ * binds each row's values in the order of its keys and nothing else: an insert with a `returning` clause, or an
+ * `update ... from (values ...)` whose VALUES list `build` makes of the rows. Returns the rows the statements
+ * returned, and how many rows they changed.
+ */
+export async function writeInChunks<R extends object, O = unknown>(
+  db: Db,
+  rows: readonly R[],
+  build: (rows: R[]) => Compilable<O>,
+): Promise<{ affected: number; rows: O[] }> {
+  let affected = 0;
+  const returned: O[] = [];
   for (const { columns, rows: group } of groupByColumns(rows)) {
     const template = Object.fromEntries(columns.map((column) => [column, column])) as R;
     const shape = build([template]).compile().sql;
@@ -41,12 +56,13 @@ export async function insertInChunks<R extends object>(
         columns,
         size,
       );
-      const result = await db.executeQuery(CompiledQuery.raw(text, parameters));
-      inserted += Number(result.numAffectedRows ?? 0);
+      const result = await db.executeQuery<O>(CompiledQuery.raw(text, parameters));
+      affected += Number(result.numAffectedRows ?? 0);
+      for (const row of result.rows) returned.push(row);
       first += size;
     }
   }
-  return inserted;
+  return { affected, rows: returned };
 }
 
 /** Full chunks, then the rest in falling powers of two: a handful of statement shapes in all. */
@@ -87,7 +103,7 @@ function setsExactly(row: Record<string, unknown>, columns: readonly string[]): 
 }
 
 /**
- * The text of the insert `template` builds (`size` rows of `columns`, each value its column's name), compiled
+ * The text of the statement `template` builds (`size` rows of `columns`, each value its column's name), compiled
  * once per `key`. Throws if Kysely does not bind one value per column and row, in that order: the values are
  * bound to the cached text in that order.
  */
@@ -103,7 +119,7 @@ function statementText(
     const inOrder =
       parameters.length === size * columns.length &&
       parameters.every((value, i) => value === columns[i % columns.length]);
-    if (!inOrder) throw new Error(`an insert of ${size} rows does not bind one value per column and row`);
+    if (!inOrder) throw new Error(`a statement of ${size} rows does not bind one value per column and row`);
     if (texts.size >= MOST_TEXTS) texts.clear();
     texts.set(key, sql);
     text = sql;

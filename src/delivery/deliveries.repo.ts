@@ -1,5 +1,5 @@
 import { type Selectable, sql } from 'kysely';
-import { insertInChunks } from '../db/bulk.ts';
+import { insertInChunks, writeInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
 import type { AttemptsTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
 import { presentEventDelivery } from './endpoints.present.ts';
@@ -248,28 +248,40 @@ export interface FinishedAttempt extends DeliveryAfterAttempt {
 }
 
 /**
- * Records the state of many deliveries after their attempts, in one statement per 500. A delivery is updated
- * only while it still carries the lease it was claimed with: when the lease ran out and another node took the
- * delivery, that node's outcome is the one that counts.
+ * Records the state of many deliveries after their attempts, a chunk of rows per statement. A delivery is
+ * updated only while it still carries the lease it was claimed with: when the lease ran out and another node
+ * took the delivery, that node's outcome is the one that counts.
  */
 export async function finishAttempts(db: Db, rows: FinishedAttempt[]): Promise<void> {
+  // Each row's values in the order the statement binds them (see writeInChunks).
+  const values = rows.map((r) => ({
+    id: r.id,
+    lease: r.lease,
+    status: r.status,
+    attempt_count: r.attempt_count,
+    next_attempt_at: r.next_attempt_at,
+    last_status_code: r.last_status_code,
+    last_error: r.last_error,
+    updated_at: r.updated_at,
+    completed_at: r.completed_at,
+    provider_id: r.provider_id,
+  }));
   // `update ... from (values ...)` works on both engines (SQLite 3.33+); VALUES columns are column1, column2, ...
   // on both, and the casts give PostgreSQL the types its untyped parameters lack.
-  for (let i = 0; i < rows.length; i += 500) {
-    const values = rows.slice(i, i + 500).map(
+  await writeInChunks(db, values, (chunk) => {
+    const list = chunk.map(
       (r) => sql`(${r.id}, cast(${r.lease} as bigint), ${r.status}, cast(${r.attempt_count} as integer),
         cast(${r.next_attempt_at} as bigint), cast(${r.last_status_code} as integer), ${r.last_error},
         cast(${r.updated_at} as bigint), cast(${r.completed_at} as bigint), ${r.provider_id})`,
     );
-    await sql`
+    const update = sql`
       update deliveries set status = v.column3, attempt_count = v.column4, next_attempt_at = v.column5,
         last_status_code = v.column6, last_error = v.column7, updated_at = v.column8, completed_at = v.column9,
         provider_id = coalesce(v.column10, deliveries.provider_id), locked_until = 0
-      from (values ${sql.join(values)}) as v
-      where deliveries.id = v.column1 and deliveries.locked_until = v.column2 and deliveries.status = 'pending'`.execute(
-      db,
-    );
-  }
+      from (values ${sql.join(list)}) as v
+      where deliveries.id = v.column1 and deliveries.locked_until = v.column2 and deliveries.status = 'pending'`;
+    return { compile: () => update.compile(db) };
+  });
 }
 
 export interface DeliveryFilter {

@@ -1,22 +1,17 @@
+import { writeInChunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { EventRow, NewEvent } from '../db/tables.ts';
 
-// 25 columns a row: 500 rows stay well inside SQLite's 32,766 bound values per statement.
-const INSERT_CHUNK = 500;
-
 /** Inserts events, skipping any whose (source, id) or (source, Idempotency-Key) exists; returns the ids inserted. */
 export async function insertEvents(db: Db, rows: NewEvent[]): Promise<Set<string>> {
-  const inserted = new Set<string>();
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    const result = await db
+  const { rows: inserted } = await writeInChunks(db, rows, (chunk) =>
+    db
       .insertInto('events')
-      .values(rows.slice(i, i + INSERT_CHUNK))
+      .values(chunk)
       .onConflict((oc) => oc.doNothing())
-      .returning('id')
-      .execute();
-    for (const row of result) inserted.add(row.id);
-  }
-  return inserted;
+      .returning('id'),
+  );
+  return new Set(inserted.map((row) => row.id));
 }
 
 /** The events of one source with any of these source ids or idempotency keys. */

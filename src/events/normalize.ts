@@ -35,7 +35,10 @@ export interface IncomingEvent {
   escalation?: EscalationOptions | undefined;
   data: unknown;
   extensions: Record<string, unknown> | null;
-  /** Hash of what was sent, to tell an honest retry from a different event reusing the id. */
+  /**
+   * Hash of what was sent, to tell an honest retry from a different event reusing the id. Empty for an event
+   * that names neither an id nor an idempotency key: it gets a new id, so nothing sent later can repeat it.
+   */
   bodyHash: string;
 }
 
@@ -106,7 +109,7 @@ export function fromNative(
     escalation: pickEscalation(event),
     data: event.data ?? null,
     extensions: null,
-    bodyHash: sha256(canonicalJson(body)),
+    bodyHash: event.id === undefined && idempotencyKey === undefined ? '' : sha256(canonicalJson(body)),
   };
 }
 

@@ -474,8 +474,7 @@ for (const engine of ENGINES) {
     const id = res.body.id as string;
     // A pass claims the event and decides it as open; the source resolves it before that pass commits.
     const now = s.clock.now();
-    const lease = now + 15_000;
-    const claimed = await claimEvents(s.h.store, now, lease, 10);
+    const { events: claimed, lease } = await claimEvents(s.h.store, now, now + 15_000, 10);
     assert.deepEqual(
       claimed.map((e) => e.id),
       [id],

@@ -60,16 +60,15 @@ export class Router {
 
   /**
    * Routes one batch; returns how many events it routed. Three steps, so the write turn is only the writing:
-   * claim a batch with a lease (one statement), decide and build its rows from reads alone, then commit the
-   * results in one transaction: notifications, deliveries, the routing decision (audit) and the events' status
-   * land together or not at all. A crash before that commit leaves the events leased until the lease runs
-   * out (at once on SQLite, whose start-up releases leases), then they are claimed again.
+   * claim a batch (see claimEvents), decide and build its rows from reads alone, then commit the results in one
+   * transaction: notifications, deliveries, the routing decision (audit) and the events' status land together
+   * or not at all. A crash before that commit leaves the events pending (on PostgreSQL, leased until the lease
+   * runs out), and a later pass takes them again.
    */
   async runOnce(): Promise<number> {
     const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
-    const lease = now + LEASE_MS;
-    const events = await claimEvents(store, now, lease, BATCH);
+    const { events, lease } = await claimEvents(store, now, now + LEASE_MS, BATCH);
     if (events.length === 0) return 0;
     const plan = await this.#plan(events, now);
     const result = await store.db.transaction().execute((trx) => this.#commit(trx, plan, lease, now));

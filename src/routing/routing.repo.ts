@@ -6,34 +6,42 @@ import type { Database, EventRow } from '../db/tables.ts';
 // A literal, not a bound parameter: only then can SQLite use the partial index `events_pending`.
 const PENDING = sql.lit<'pending'>('pending');
 
+/** A routing pass's batch, and the lease it holds it under (see {@link claimEvents}). */
+export interface Claim {
+  events: EventRow[];
+  lease: number;
+}
+
 /**
- * Claims up to `limit` events waiting to be routed, with a lease (`leaseUntil`) that keeps other claims (other
- * nodes, a later pass) off them while they are decided; one statement, so on PostgreSQL the inner select skips
- * rows another node is claiming at the same moment. Oldest first.
+ * Takes up to `limit` events waiting to be routed, oldest first, for one routing pass.
+ *
+ * On PostgreSQL many nodes route at once, so the batch is claimed with the lease `leaseUntil`, which keeps other
+ * claims off it while it is decided: one statement, whose inner select skips rows another node is claiming at
+ * the same moment. An embedded SQLite file has one Herald process and so one router (see db/leases.ts): there
+ * the claim is a read, which needs no write turn, and the lease is 0. Either way {@link markRouted} routes only
+ * events still pending under the claim's lease, so no event is ever routed twice.
  */
 export async function claimEvents(
   store: Store,
   now: number,
   leaseUntil: number,
   limit: number,
-): Promise<EventRow[]> {
+): Promise<Claim> {
   const { db } = store;
-  const due = store.lockForClaim(
-    db
-      .selectFrom('events')
-      .select('id')
-      .where('status', '=', PENDING)
-      .where('locked_until', '<=', now)
-      .orderBy('id')
-      .limit(limit),
-  );
+  const due = db
+    .selectFrom('events')
+    .where('status', '=', PENDING)
+    .where('locked_until', '<=', now)
+    .orderBy('id')
+    .limit(limit);
+  if (store.engine === 'sqlite') return { events: await due.selectAll().execute(), lease: 0 };
   const rows = await db
     .updateTable('events')
     .set({ locked_until: leaseUntil })
-    .where('id', 'in', due)
+    .where('id', 'in', store.lockForClaim(due.select('id')))
     .returningAll()
     .execute();
-  return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
+  return { events: rows.sort((a, b) => (a.id < b.id ? -1 : 1)), lease: leaseUntil };
 }
 
 export async function enabledEndpoints(db: Db): Promise<{ id: string; kind: string; types: string[] }[]> {

@@ -21,6 +21,8 @@ interface Fold {
   id: string;
   channel: string;
   url: string | null;
+  /** The circuit as read, and as the batch leaves it. */
+  read: CircuitColumns;
   state: CircuitColumns;
   transitions: Transition[];
   lastError: string | null;
@@ -100,16 +102,24 @@ export async function updateCircuits(
   for (const f of folds.values()) {
     const table = f.kind === 'endpoint' ? 'endpoints' : 'providers';
     const disabled = f.transitions.includes('disabled');
-    await trx
-      .updateTable(table)
-      .set({
-        ...f.state,
-        ...(f.kind === 'provider'
-          ? { last_error: f.lastError, ...(disabled ? { enabled: 0, updated_at: now } : {}) }
-          : {}),
-      })
-      .where('id', '=', f.id)
-      .execute();
+    // A healthy circuit that only saw successes is left as it is: most batches write nothing here.
+    const unchanged =
+      f.lastError === null &&
+      f.state.failures === f.read.failures &&
+      f.state.failing_since === f.read.failing_since &&
+      f.state.paused_until === f.read.paused_until;
+    if (!unchanged || f.transitions.length > 0) {
+      await trx
+        .updateTable(table)
+        .set({
+          ...f.state,
+          ...(f.kind === 'provider'
+            ? { last_error: f.lastError, ...(disabled ? { enabled: 0, updated_at: now } : {}) }
+            : {}),
+        })
+        .where('id', '=', f.id)
+        .execute();
+    }
     for (const transition of new Set(f.transitions)) {
       alerts.push(alertFor(f, transition!, now));
       const data = {
@@ -148,6 +158,7 @@ function fold(
     id,
     channel,
     url,
+    read: { failures, failing_since, paused_until },
     state: { failures, failing_since, paused_until },
     transitions: [],
     lastError: null,

@@ -2,6 +2,7 @@ import type { Insertable } from 'kysely';
 import { iso } from '../clock.ts';
 import type { Db } from '../db/engine.ts';
 import type { DeliveriesTable, DeliveryRow, EventRow, ResponseRow } from '../db/tables.ts';
+import { newDelivery } from '../delivery/deliveries.repo.ts';
 
 /*
  * Write-back: each response is delivered to the source as a Standard Webhooks message (channel `callback`),
@@ -23,27 +24,17 @@ export function newWriteBack(args: {
   now: number;
 }): Insertable<DeliveriesTable> {
   const { id, event, notificationId, responseId, now } = args;
-  return {
-    id,
-    event_id: event.id,
-    channel: CALLBACK_CHANNEL,
-    endpoint_id: null,
-    lane: `${CALLBACK_CHANNEL}:${event.id}`,
-    notification_id: notificationId,
-    user_id: null,
-    fallback: null,
-    provider_id: null,
-    msg_id: `msg_${responseId.slice(4)}`,
-    status: 'pending',
-    attempt_count: 0,
-    next_attempt_at: now,
-    locked_until: 0,
-    last_status_code: null,
-    last_error: null,
-    created_at: now,
-    updated_at: now,
-    completed_at: null,
-  };
+  return newDelivery(
+    {
+      id,
+      event_id: event.id,
+      channel: CALLBACK_CHANNEL,
+      lane: `${CALLBACK_CHANNEL}:${event.id}`,
+      notification_id: notificationId,
+      msg_id: `msg_${responseId.slice(4)}`,
+    },
+    now,
+  );
 }
 
 /** Who responded, as kept on the response row. */

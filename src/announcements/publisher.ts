@@ -3,7 +3,7 @@ import { appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
 import { publishIds } from '../db/notifier.ts';
 import type { AnnouncementRow, Database } from '../db/tables.ts';
-import { newId } from '../ids.ts';
+import { newNotification } from '../notifications/notifications.repo.ts';
 import { HERALD_SOURCE } from '../ops/alerts.ts';
 import { insertNotifications } from '../routing/routing.repo.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
@@ -208,23 +208,19 @@ function notificationRow(
   seq: number,
   now: number,
 ): Insertable<Database['notifications']> {
-  return {
-    id: newId('ntf', now),
-    event_id: row.event_id,
-    user_id: userId,
-    source_id: HERALD_SOURCE,
-    type: ANNOUNCEMENT_TYPE,
-    severity: row.severity,
-    title: row.title,
-    summary: row.body,
-    url: row.url,
-    channels: '["inapp"]',
-    state: 'unread',
+  return newNotification(
+    {
+      event_id: row.event_id,
+      user_id: userId,
+      source_id: HERALD_SOURCE,
+      type: ANNOUNCEMENT_TYPE,
+      severity: row.severity,
+      title: row.title,
+      summary: row.body,
+      url: row.url,
+      channels: ['inapp'],
+    },
+    now,
     seq,
-    created_seq: seq,
-    created_at: now,
-    updated_at: now,
-    read_at: null,
-    archived_at: null,
-  };
+  );
 }

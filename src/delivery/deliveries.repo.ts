@@ -1,7 +1,8 @@
-import { type Selectable, sql } from 'kysely';
+import { type Insertable, type Selectable, sql } from 'kysely';
 import { insertInChunks, writeInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
-import type { AttemptsTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
+import type { AttemptsTable, DeliveriesTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
+import { newId } from '../ids.ts';
 import { presentEventDelivery } from './endpoints.present.ts';
 
 export type AttemptRow = Selectable<AttemptsTable>;
@@ -16,6 +17,48 @@ const CALLBACK = sql.lit<string>('callback');
  * with a completed_at is one an operator reopened, and its next attempt is recorded with trigger `manual`.
  * Every outcome clears or replaces completed_at, so the mark lasts exactly one attempt.
  */
+
+/** What a new delivery is for; {@link newDelivery} makes the rest of its row. */
+export interface DeliveryTarget {
+  /** A new id unless given. */
+  id?: string;
+  event_id: string;
+  channel: string;
+  /** The lane it waits in (see the dispatcher): the endpoint, the user channel, or the write-back lane. */
+  lane: string;
+  /** The message id every attempt sends (Standard Webhooks `webhook-id`). */
+  msg_id: string;
+  endpoint_id?: string | null;
+  notification_id?: string | null;
+  user_id?: string | null;
+  /** JSON array: the channels to try next if this one is given up on. */
+  fallback?: string | null;
+}
+
+/** The row of a new delivery, pending and due now. */
+export function newDelivery(target: DeliveryTarget, now: number): Insertable<DeliveriesTable> {
+  return {
+    id: target.id ?? newId('dlv', now),
+    event_id: target.event_id,
+    channel: target.channel,
+    endpoint_id: target.endpoint_id ?? null,
+    lane: target.lane,
+    notification_id: target.notification_id ?? null,
+    user_id: target.user_id ?? null,
+    fallback: target.fallback ?? null,
+    provider_id: null,
+    msg_id: target.msg_id,
+    status: 'pending',
+    attempt_count: 0,
+    next_attempt_at: now,
+    locked_until: 0,
+    last_status_code: null,
+    last_error: null,
+    created_at: now,
+    updated_at: now,
+    completed_at: null,
+  };
+}
 
 export interface ClaimOptions {
   now: number;

@@ -1,7 +1,7 @@
 import type { Insertable } from 'kysely';
 import type { Db } from '../db/engine.ts';
 import type { Database, DeliveryRow } from '../db/tables.ts';
-import { newId } from '../ids.ts';
+import { newDelivery } from './deliveries.repo.ts';
 
 /**
  * A new delivery on the next channel of a fallback chain (`push`, then `email`), for each delivery given up on:
@@ -44,25 +44,16 @@ export function userDelivery(args: {
   fallback: readonly string[];
   now: number;
 }): Insertable<Database['deliveries']> {
-  return {
-    id: newId('dlv', args.now),
-    event_id: args.eventId,
-    channel: args.channel,
-    endpoint_id: null,
-    lane: args.channel,
-    notification_id: args.notificationId,
-    user_id: args.userId,
-    fallback: args.fallback.length > 0 ? JSON.stringify(args.fallback) : null,
-    provider_id: null,
-    msg_id: `msg_${args.notificationId.slice(4)}_${args.channel}`,
-    status: 'pending',
-    attempt_count: 0,
-    next_attempt_at: args.now,
-    locked_until: 0,
-    last_status_code: null,
-    last_error: null,
-    created_at: args.now,
-    updated_at: args.now,
-    completed_at: null,
-  };
+  return newDelivery(
+    {
+      event_id: args.eventId,
+      channel: args.channel,
+      lane: args.channel,
+      notification_id: args.notificationId,
+      user_id: args.userId,
+      fallback: args.fallback.length > 0 ? JSON.stringify(args.fallback) : null,
+      msg_id: `msg_${args.notificationId.slice(4)}_${args.channel}`,
+    },
+    args.now,
+  );
 }

@@ -7,6 +7,7 @@ import type { Database, EscalationStatus, EventRow } from '../db/tables.ts';
 import { expandGroups } from '../directory/groups.repo.ts';
 import { existingUserIds, findManagers } from '../directory/users.repo.ts';
 import { type NewTimer, scheduleTimers, type TimerHandler } from '../noise/timers.ts';
+import { eventTitle } from '../notifications/notifications.repo.ts';
 import { announceQueueItems } from '../queues/queues.live.ts';
 import { raiseQueueItems } from '../queues/queues.repo.ts';
 import {
@@ -39,7 +40,7 @@ export function escalationHandler(store: Store): TimerHandler {
       .where('id', '=', payload.event_id)
       .executeTakeFirst();
     if (event === undefined) return undefined;
-    const base = event.title ?? event.summary ?? event.type;
+    const base = eventTitle(event);
     let step: Step;
     let status: EscalationStatus = 'active';
     let notified: Notified;

@@ -3,7 +3,7 @@ import { isUserChannel } from '../channels/registry.ts';
 import type { Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
-import { newId } from '../ids.ts';
+import { newNotification } from '../notifications/notifications.repo.ts';
 
 /*
  * Notifies people about an event again (an escalation level, a reminder, the overdue notice). One event
@@ -67,28 +67,27 @@ export async function renotify(
       what.channels === 'used'
         ? used.filter((d) => d.notification_id === found?.id).map((d) => d.channel)
         : what.channels.filter(isUserChannel);
-    const id = found?.id ?? newId('ntf', now);
+    let id: string;
     if (found === undefined) {
-      created.push({
-        id,
-        event_id: event.id,
-        user_id: userId,
-        source_id: event.source_id,
-        type: event.type,
-        severity: event.severity,
-        title: what.title,
-        summary: event.summary,
-        url: event.url,
-        channels: JSON.stringify(['inapp', ...channels].sort()),
-        state: 'unread',
+      const row = newNotification(
+        {
+          event_id: event.id,
+          user_id: userId,
+          source_id: event.source_id,
+          type: event.type,
+          severity: event.severity,
+          title: what.title,
+          summary: event.summary,
+          url: event.url,
+          channels: ['inapp', ...channels],
+        },
+        now,
         seq,
-        created_seq: seq,
-        created_at: now,
-        updated_at: now,
-        read_at: null,
-        archived_at: null,
-      });
+      );
+      id = row.id;
+      created.push(row);
     } else {
+      id = found.id;
       const listed = new Set([...(JSON.parse(found.channels) as string[]), ...channels]);
       await trx
         .updateTable('notifications')

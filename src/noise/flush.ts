@@ -4,7 +4,7 @@ import type { Store } from '../db/engine.ts';
 import { publishIds } from '../db/notifier.ts';
 import type { Database, NoiseBucketKind } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
-import { newId } from '../ids.ts';
+import { eventTitle, newNotification } from '../notifications/notifications.repo.ts';
 import {
   type Bucket,
   closeBucket,
@@ -206,34 +206,34 @@ function summaryRow(
   const types = new Set(members.map((m) => m.type));
   const type = types.size === 1 ? first.type : `herald.${bucket.kind}`;
   const single = members.length === 1 && bucket.kind === 'group';
-  const titleOf = (m: Member) => m.title ?? m.summary ?? m.type;
   const severity = members.reduce(
     (top, m) => (SEVERITY_ORDER.indexOf(m.severity) > SEVERITY_ORDER.indexOf(top) ? m.severity : top),
     'info',
   );
   const listed = members.slice(0, LISTED);
-  const lines = members.slice(0, 10).map(titleOf);
+  const lines = members.slice(0, 10).map(eventTitle);
   if (members.length > 10) lines.push(`… and ${members.length - 10} more`);
   return {
-    id: newId('ntf', now),
-    event_id: first.id,
-    user_id: userId,
-    source_id: first.source_id,
-    type,
-    severity,
-    title: single
-      ? titleOf(first)
-      : TITLES[bucket.kind](members.length, types.size === 1 ? first.type : 'notifications', bucket.label),
-    summary: single ? first.summary : lines.join('\n'),
-    url: members.length === 1 ? first.url : null,
-    channels: JSON.stringify(['inapp', ...chains.flat()].filter((c, i, all) => all.indexOf(c) === i).sort()),
-    state: 'unread',
-    seq: 0,
-    created_seq: 0,
-    created_at: now,
-    updated_at: now,
-    read_at: null,
-    archived_at: null,
+    ...newNotification(
+      {
+        event_id: first.id,
+        user_id: userId,
+        source_id: first.source_id,
+        type,
+        severity,
+        title: single
+          ? eventTitle(first)
+          : TITLES[bucket.kind](
+              members.length,
+              types.size === 1 ? first.type : 'notifications',
+              bucket.label,
+            ),
+        summary: single ? first.summary : lines.join('\n'),
+        url: members.length === 1 ? first.url : null,
+        channels: ['inapp', ...chains.flat()].filter((c, i, all) => all.indexOf(c) === i),
+      },
+      now,
+    ),
     occurrences: members.length,
     data: JSON.stringify({
       noise: bucket.kind,
@@ -244,7 +244,7 @@ function summaryRow(
         event_id: m.id,
         type: m.type,
         severity: m.severity,
-        title: titleOf(m),
+        title: eventTitle(m),
         subject: m.subject,
         url: m.url,
         time: new Date(m.time).toISOString(),

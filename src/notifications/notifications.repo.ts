@@ -1,6 +1,49 @@
-import { sql, type Transaction } from 'kysely';
+import { type Insertable, sql, type Transaction } from 'kysely';
 import type { Db } from '../db/engine.ts';
 import type { Database, DeliveryRow, NotificationRow, NotificationState } from '../db/tables.ts';
+import { newId } from '../ids.ts';
+
+/** The title a notification of an event shows: the event's title, else its summary, else its type. */
+export function eventTitle(event: { title: string | null; summary: string | null; type: string }): string {
+  return event.title ?? event.summary ?? event.type;
+}
+
+/** What a new notification says; {@link newNotification} makes the rest of its row. */
+export interface NotificationContent {
+  event_id: string;
+  user_id: string;
+  source_id: string;
+  type: string;
+  severity: string;
+  title: string;
+  summary: string | null;
+  url: string | null;
+  /** The channels it goes out on, `inapp` included. */
+  channels: readonly string[];
+}
+
+/**
+ * The row of a new, unread notification, with a new id. Its stream position `seq` is 0 until the writer
+ * allocates one (`allocateSeq`) and sets it, unless it is given.
+ */
+export function newNotification(
+  content: NotificationContent,
+  now: number,
+  seq = 0,
+): Insertable<Database['notifications']> {
+  return {
+    id: newId('ntf', now),
+    ...content,
+    channels: JSON.stringify([...content.channels].sort()),
+    state: 'unread',
+    seq,
+    created_seq: seq,
+    created_at: now,
+    updated_at: now,
+    read_at: null,
+    archived_at: null,
+  };
+}
 
 /*
  * Every query here is scoped to one user: the user id is part of each `where`, so a caller can never read or

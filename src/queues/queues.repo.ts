@@ -3,6 +3,7 @@ import type { Db } from '../db/engine.ts';
 import type { Database, EventRow, QueueItemState, QueueItemsTable } from '../db/tables.ts';
 import { queueGroupIds } from '../directory/groups.repo.ts';
 import { sha256 } from '../ids.ts';
+import { eventTitle } from '../notifications/notifications.repo.ts';
 import { closedAtRouting } from '../routing/closed.ts';
 import type { EventDecision } from '../routing/decision.ts';
 
@@ -77,7 +78,7 @@ function itemRow(event: EventRow, groupId: string, now: number): Insertable<Data
     id: queueItemId(event.id, groupId),
     event_id: event.id,
     group_id: groupId,
-    title: event.title ?? event.summary ?? event.type,
+    title: eventTitle(event),
     summary: event.summary,
     url: event.url,
     severity: event.severity,

@@ -3,10 +3,11 @@ import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import type { Context } from '../context.ts';
 import { publishIds } from '../db/notifier.ts';
 import type { Database, EventRow } from '../db/tables.ts';
+import { newDelivery } from '../delivery/deliveries.repo.ts';
 import { userDelivery } from '../delivery/fallback.ts';
 import { startEscalations } from '../escalation/start.ts';
-import { newId } from '../ids.ts';
 import { applyNoise } from '../noise/apply.ts';
+import { eventTitle, newNotification } from '../notifications/notifications.repo.ts';
 import { announceQueueItems } from '../queues/queues.live.ts';
 import { createQueueItems } from '../queues/queues.repo.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
@@ -104,7 +105,20 @@ export class Router {
       for (const plan of decision.recipients.values()) {
         // Held back by a decision step (noise control), which takes care of it.
         if (plan.held !== undefined || closed?.notified === false) continue;
-        const notification = notificationRow(event, plan.userId, plan.channels, now);
+        const notification = newNotification(
+          {
+            event_id: event.id,
+            user_id: plan.userId,
+            source_id: event.source_id,
+            type: event.type,
+            severity: event.severity,
+            title: eventTitle(event),
+            summary: event.summary,
+            url: event.url,
+            channels: plan.channels,
+          },
+          now,
+        );
         notifications.push(notification);
         for (const [first, ...rest] of plan.chains) {
           deliveries.push(
@@ -120,7 +134,20 @@ export class Router {
         }
       }
       const targets = endpoints.filter((e) => matchesAnyType(e.types, event.type));
-      for (const endpoint of targets) deliveries.push(deliveryRow(event, endpoint.id, endpoint.kind, now));
+      for (const endpoint of targets) {
+        const delivery = newDelivery(
+          {
+            event_id: event.id,
+            channel: endpoint.kind,
+            endpoint_id: endpoint.id,
+            lane: endpoint.id,
+            // One message id per event, kept by every attempt and every endpoint (Standard Webhooks `webhook-id`).
+            msg_id: `msg_${event.id.slice(4)}`,
+          },
+          now,
+        );
+        deliveries.push(delivery);
+      }
       // The decision is kept in the audit entry; `GET /v1/events/{id}` shows it from there.
       audit.push({
         at: now,
@@ -210,62 +237,5 @@ function onlyFor(plan: Plan, ids: ReadonlySet<string>): Plan {
     notifications: plan.notifications.filter((n) => ids.has(n.event_id)),
     deliveries: plan.deliveries.filter((d) => ids.has(d.event_id)),
     audit: plan.audit.filter((a) => ids.has(a.subject_id)),
-  };
-}
-
-function notificationRow(
-  event: EventRow,
-  userId: string,
-  channels: string[],
-  now: number,
-): Insertable<Database['notifications']> {
-  return {
-    id: newId('ntf', now),
-    event_id: event.id,
-    user_id: userId,
-    source_id: event.source_id,
-    type: event.type,
-    severity: event.severity,
-    title: event.title ?? event.summary ?? event.type,
-    summary: event.summary,
-    url: event.url,
-    channels: JSON.stringify(channels.sort()),
-    state: 'unread',
-    seq: 0,
-    created_seq: 0,
-    created_at: now,
-    updated_at: now,
-    read_at: null,
-    archived_at: null,
-  };
-}
-
-function deliveryRow(
-  event: EventRow,
-  endpointId: string,
-  kind: string,
-  now: number,
-): Insertable<Database['deliveries']> {
-  return {
-    id: newId('dlv', now),
-    event_id: event.id,
-    channel: kind,
-    endpoint_id: endpointId,
-    lane: endpointId,
-    notification_id: null,
-    user_id: null,
-    fallback: null,
-    provider_id: null,
-    // One message id per event, kept by every attempt and every endpoint (Standard Webhooks `webhook-id`).
-    msg_id: `msg_${event.id.slice(4)}`,
-    status: 'pending',
-    attempt_count: 0,
-    next_attempt_at: now,
-    locked_until: 0,
-    last_status_code: null,
-    last_error: null,
-    created_at: now,
-    updated_at: now,
-    completed_at: null,
   };
 }

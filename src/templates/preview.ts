@@ -3,6 +3,7 @@ import type { Db } from '../db/engine.ts';
 import type { EventRow, TemplateRow, UserRow } from '../db/tables.ts';
 import { findUser } from '../directory/users.repo.ts';
 import { HeraldError, invalid } from '../errors.ts';
+import { eventTitle } from '../notifications/notifications.repo.ts';
 import { chooseTemplate, type RenderInput, renderMessage } from './render.ts';
 import { allTemplates, findTemplate } from './templates.repo.ts';
 import { assertParses, canonicalLocale, type PreviewBody, type PreviewResult } from './templates.schema.ts';
@@ -110,11 +111,11 @@ function sampleEvent(input: PreviewBody['event'], now: number): EventRow {
   };
 }
 
-/** The notification routing would make of the event (see `notificationRow` in the router). */
+/** The notification routing would make of the event (see the router's `newNotification` call). */
 function sampleNotification(event: EventRow): NonNullable<RenderInput['notification']> {
   return {
     id: 'ntf_preview',
-    title: event.title ?? event.summary ?? event.type,
+    title: eventTitle(event),
     summary: event.summary,
     url: event.url,
   };

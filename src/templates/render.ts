@@ -2,6 +2,7 @@ import { Liquid, Tag, type Template } from 'liquidjs';
 import type { Message, MessageAction, Severity } from '../channels/channel.ts';
 import type { EventRow, TemplateRow, UserRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
+import { eventTitle } from '../notifications/notifications.repo.ts';
 import { matchesAnyType } from '../routing/patterns.ts';
 
 /*
@@ -159,7 +160,7 @@ export function templateScope(input: RenderInput) {
     event: presentEvent(event),
     notification: notification ?? {
       id: null,
-      title: event.title ?? event.summary ?? event.type,
+      title: eventTitle(event),
       summary: event.summary,
       url: event.url,
     },
@@ -185,7 +186,7 @@ export function templateScope(input: RenderInput) {
  */
 export function renderMessage(input: RenderInput): { message: Message; templateError: string | null } {
   const { event, notification } = input;
-  const title = notification?.title ?? event.title ?? event.summary ?? event.type;
+  const title = notification?.title ?? eventTitle(event);
   const summary = notification?.summary ?? event.summary;
   const url = notification?.url ?? event.url;
   const actions: MessageAction[] = (

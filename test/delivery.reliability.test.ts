@@ -2,8 +2,15 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { ManualClock } from '../src/clock.ts';
-import { createGroup, createSource, createUser, uniqueId, userToken } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald, type TestHeraldOptions, waitFor } from './helpers.ts';
+import { createGroup, createSource, createUser, publishEvent, uniqueId, userToken } from './factories.ts';
+import {
+  ENGINES,
+  routeAll,
+  startHerald,
+  type TestHerald,
+  type TestHeraldOptions,
+  waitFor,
+} from './helpers.ts';
 import { type ReceivedRequest, startReceiver } from './receiver.ts';
 
 /*
@@ -55,19 +62,8 @@ async function getEndpoint(h: TestHerald, id: string): Promise<ApiEndpoint> {
   return res.body;
 }
 
-async function publish({ h, key }: Setup, fields: Record<string, unknown> = {}): Promise<string> {
-  const res = await h.app.inject({
-    method: 'POST',
-    url: '/v1/events',
-    headers: { authorization: `Bearer ${key}` },
-    payload: { type: 'case.created', title: 'Case created', data: { case: 7 }, ...fields },
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id as string;
-}
-
-async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.workers.router.runOnce()) > 0);
+function publish({ h, key }: Setup, fields: Record<string, unknown> = {}): Promise<string> {
+  return publishEvent(h, key, { type: 'case.created', title: 'Case created', data: { case: 7 }, ...fields });
 }
 
 const send = (h: TestHerald) => h.workers.dispatcher.runOnce();

@@ -5,8 +5,15 @@ import { ManualClock } from '../src/clock.ts';
 import type { DeliveryRow } from '../src/db/tables.ts';
 import { afterAttempt } from '../src/delivery/outcomes.ts';
 import { isValidWebhookSecret, newWebhookSecret, retryAfter, signWebhook } from '../src/delivery/webhook.ts';
-import { createSource, uniqueId } from './factories.ts';
-import { ENGINES, startHerald, type TestHerald, type TestHeraldOptions, waitFor } from './helpers.ts';
+import { createSource, publishEvent, uniqueId } from './factories.ts';
+import {
+  ENGINES,
+  routeAll,
+  startHerald,
+  type TestHerald,
+  type TestHeraldOptions,
+  waitFor,
+} from './helpers.ts';
 import { type ReceivedRequest, startReceiver } from './receiver.ts';
 
 /*
@@ -36,19 +43,8 @@ async function putEndpoint(h: TestHerald, url: string, extra: Record<string, unk
   return res.body as { id: string; secret: string };
 }
 
-async function publish({ h, key }: Setup, type = 'case.created'): Promise<string> {
-  const res = await h.app.inject({
-    method: 'POST',
-    url: '/v1/events',
-    headers: { authorization: `Bearer ${key}` },
-    payload: { type, title: 'Case 7 was created', data: { case: 7 } },
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id as string;
-}
-
-async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.workers.router.runOnce()) > 0);
+function publish({ h, key }: Setup, type = 'case.created'): Promise<string> {
+  return publishEvent(h, key, { type, title: 'Case 7 was created', data: { case: 7 } });
 }
 
 /** A delivery as `GET /v1/endpoints/{id}/deliveries` shows it. */

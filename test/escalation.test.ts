@@ -3,8 +3,15 @@ import { type TestContext, test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
 import type { Engine } from '../src/db/engine.ts';
 import { stopEscalation } from '../src/escalation/stop.ts';
-import { type CreatedSource, createGroup, createSource, createUser, userToken } from './factories.ts';
-import { ENGINES, openTestStore, startHerald, type TestHerald } from './helpers.ts';
+import {
+  type CreatedSource,
+  createGroup,
+  createSource,
+  createUser,
+  publishEvent,
+  userToken,
+} from './factories.ts';
+import { ENGINES, openTestStore, routeAll, startHerald, type TestHerald } from './helpers.ts';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
 const MINUTE = 60_000;
@@ -17,23 +24,12 @@ async function setup(t: TestContext, engine: Engine) {
   return { h, clock, source };
 }
 
-async function publish(h: TestHerald, source: CreatedSource, fields: Record<string, unknown>) {
-  const res = await h.app.inject({
-    method: 'POST',
-    url: '/v1/events',
-    headers: { authorization: `Bearer ${source.api_key}`, 'content-type': 'application/json' },
-    payload: JSON.stringify({ type: 'incident.opened', title: 'DB down', ...fields }),
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id as string;
+function publish(h: TestHerald, source: CreatedSource, fields: Record<string, unknown>) {
+  return publishEvent(h, source.api_key, { type: 'incident.opened', title: 'DB down', ...fields });
 }
 
 function at(clock: ManualClock, ms: number) {
   clock.advance(ms - clock.now());
-}
-
-async function route(h: TestHerald) {
-  while ((await h.workers.router.runOnce()) > 0);
 }
 
 async function fire(h: TestHerald) {
@@ -135,7 +131,7 @@ for (const engine of ENGINES) {
     assert.equal(rule.status, 201, rule.text);
     assert.equal(rule.body.escalation_policy, 'critical');
     const id = await publish(h, source, { severity: 'critical' });
-    await route(h);
+    await routeAll(h);
     assert.deepEqual(
       (await notified(h, id)).map((n) => n.user_id),
       ['owner'],
@@ -217,7 +213,7 @@ for (const engine of ENGINES) {
       recipients: { users: ['owner'], groups: ['desk'] },
       escalation_policy: 'desk',
     });
-    await route(h);
+    await routeAll(h);
     const token = await userToken(h, 'desk-2');
     const queue = async () => {
       const res = await h.api('GET', '/v1/me/queues/desk/items', undefined, token);
@@ -290,7 +286,7 @@ for (const engine of ENGINES) {
       due_at: new Date(START + 2 * HOUR).toISOString(),
       reminders: ['-1h'],
     });
-    await route(h);
+    await routeAll(h);
     const cancelled = await h.store.db
       .transaction()
       .execute((trx) => stopEscalation(trx, id, clock.now(), 'acknowledged'));
@@ -327,7 +323,7 @@ for (const engine of ENGINES) {
       title: 'Approve PO 7',
       due_at: new Date(due).toISOString(),
     });
-    await route(h);
+    await routeAll(h);
     at(clock, due - 86_400_000 - 1);
     assert.equal(await fire(h), 0);
     clock.advance(1);
@@ -376,7 +372,7 @@ for (const engine of ENGINES) {
       escalation_policy: 'aging',
       aging: '4h',
     });
-    await route(h);
+    await routeAll(h);
     clock.advance(4 * HOUR);
     assert.equal(await fire(h), 0);
     clock.advance(MINUTE);
@@ -404,7 +400,7 @@ for (const engine of ENGINES) {
       levels: [{ after: '5m', targets: { managers: true }, channels: ['inapp'] }],
     });
     const id = await publish(first, source, { recipients: { users: ['owner'] }, escalation_policy: 'p' });
-    await route(first);
+    await routeAll(first);
     await first.close();
 
     clock.advance(10 * MINUTE);
@@ -437,7 +433,7 @@ for (const engine of ENGINES) {
       for (let i = 0; i < 20; i++) {
         await publish(a, source, { recipients: { users: ['owner'] }, escalation_policy: 'p' });
       }
-      await route(a);
+      await routeAll(a);
       clock.advance(MINUTE);
       const fired = await Promise.all([fire(a), fire(b), fire(a), fire(b)]);
       assert.equal(

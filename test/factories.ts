@@ -110,3 +110,14 @@ export function channelMessage(overrides: Partial<Message> = {}): Message {
     ...overrides,
   };
 }
+
+/** Publishes an event as a source (by its API key) and checks it was accepted; returns its Herald id. */
+export async function publishEvent(
+  h: TestHerald,
+  apiKey: string,
+  event: Record<string, unknown>,
+): Promise<string> {
+  const res = await h.api('POST', '/v1/events', event, apiKey);
+  assert.equal(res.status, 202, res.text);
+  return res.body.id as string;
+}

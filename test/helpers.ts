@@ -185,3 +185,8 @@ export async function walk<T = { id: string }>(
   } while (cursor !== null);
   return { items, pages };
 }
+
+/** Routes everything pending, for a Herald whose workers are off. */
+export async function routeAll(h: TestHerald): Promise<void> {
+  while ((await h.workers.router.runOnce()) > 0);
+}

@@ -6,8 +6,8 @@ import type { EventRow } from '../src/db/tables.ts';
 import { explainNoise, explainNoiseStep, loadExplainState } from '../src/noise/explain.ts';
 import type { RuleNoise } from '../src/noise/options.ts';
 import { explainEvent } from '../src/routing/explain.ts';
-import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
-import { ENGINES, openTestStore, startHerald, type TestHerald, waitFor } from './helpers.ts';
+import { type CreatedSource, createSource, createUser, publishEvent, userToken } from './factories.ts';
+import { ENGINES, openTestStore, routeAll, startHerald, type TestHerald, waitFor } from './helpers.ts';
 import { openInboxStream } from './sse.ts';
 
 const START = Date.parse('2026-01-01T00:00:00Z');
@@ -22,19 +22,8 @@ async function setup(t: TestContext, engine: Engine, start = START) {
 }
 
 /** Publishes an event as `source`; returns its id. */
-async function publish(h: TestHerald, source: CreatedSource, fields: Record<string, unknown>) {
-  const res = await h.app.inject({
-    method: 'POST',
-    url: '/v1/events',
-    headers: { authorization: `Bearer ${source.api_key}`, 'content-type': 'application/json' },
-    payload: JSON.stringify({ type: 'integration.failed', title: 'Job failed', ...fields }),
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id as string;
-}
-
-async function route(h: TestHerald) {
-  while ((await h.workers.router.runOnce()) > 0);
+function publish(h: TestHerald, source: CreatedSource, fields: Record<string, unknown>) {
+  return publishEvent(h, source.api_key, { type: 'integration.failed', title: 'Job failed', ...fields });
 }
 
 /** A rule sending `types` to `users` on `channels`, with noise options. */
@@ -89,7 +78,7 @@ for (const engine of ENGINES) {
     const stream = await openInboxStream(t, base, await userToken(h, alice.id));
 
     await publish(h, source, { title: 'ERP→CRM failed (1)', dedup_key: 'job-7', data: { attempt: 1 } });
-    await route(h);
+    await routeAll(h);
     const created = await stream.next();
     assert.equal(created.event, 'notification');
     assert.equal(created.body.title, 'ERP→CRM failed (1)');
@@ -101,7 +90,7 @@ for (const engine of ENGINES) {
       severity: 'error',
       data: { attempt: 2 },
     });
-    await route(h);
+    await routeAll(h);
     const updated = await stream.next();
     assert.equal(updated.event, 'notification.updated');
     assert.equal(updated.body.id, created.body.id);
@@ -123,7 +112,7 @@ for (const engine of ENGINES) {
     // Another source's key is another key; an archived notification is no longer open.
     const other = await createSource(h);
     await publish(h, other, { dedup_key: 'job-7' });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).length, 2);
     await h.store.db
       .updateTable('notifications')
@@ -131,7 +120,7 @@ for (const engine of ENGINES) {
       .where('id', '=', row!.id)
       .execute();
     await publish(h, source, { dedup_key: 'job-7' });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).length, 3);
   });
 
@@ -141,7 +130,7 @@ for (const engine of ENGINES) {
     for (let i = 1; i <= 3; i++) {
       await publish(h, source, { title: `Failed ${i}`, dedup_key: 'k', recipients: { users: [alice.id] } });
     }
-    await route(h);
+    await routeAll(h);
     const rows = await inbox(h, alice.id);
     assert.equal(rows.length, 1);
     assert.equal(rows[0]!.occurrences, 3);
@@ -161,11 +150,11 @@ for (const engine of ENGINES) {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       ids.push(await publish(h, source, { title: `Run ${i} failed`, data: { job: 'ERP→CRM' } }));
-      await route(h);
+      await routeAll(h);
       clock.advance(1_000);
     }
     const lone = await publish(h, source, { title: 'Payroll failed', data: { job: 'HR→Payroll' } });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).length, 0);
     const grouped = (await noiseOf(h, ids[1]!)).grouped;
     assert.equal(grouped.length, 2);
@@ -197,7 +186,7 @@ for (const engine of ENGINES) {
 
     // The group closed when it was sent: a later failure opens a new one.
     await publish(h, source, { data: { job: 'ERP→CRM' } });
-    await route(h);
+    await routeAll(h);
     clock.advance(30_000);
     await h.workers.timers.runOnce();
     assert.equal((await inbox(h, alice.id)).length, 3);
@@ -213,7 +202,7 @@ for (const engine of ENGINES) {
       { group: { by: ['source', 'data.job'], wait: '30s', interval: '5m' } },
     );
     await publish(h, source, { data: { job: 'a' } });
-    await route(h);
+    await routeAll(h);
     clock.advance(30_000);
     await h.workers.timers.runOnce();
     assert.equal((await inbox(h, alice.id)).length, 1);
@@ -221,7 +210,7 @@ for (const engine of ENGINES) {
     clock.advance(MINUTE);
     await publish(h, source, { data: { job: 'a' } });
     await publish(h, source, { data: { job: 'a' } });
-    await route(h);
+    await routeAll(h);
     clock.advance(3 * MINUTE);
     assert.equal(await h.workers.timers.runOnce(), 0, 'the interval runs from the last send');
     clock.advance(MINUTE);
@@ -251,7 +240,7 @@ for (const engine of ENGINES) {
     );
     await publish(first, source, {});
     await publish(first, source, {});
-    await route(first);
+    await routeAll(first);
     await first.close();
 
     clock.advance(MINUTE);
@@ -295,11 +284,11 @@ for (const engine of ENGINES) {
     );
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push(await publish(h, source, { title: `Failure ${i}` }));
-    await route(h);
+    await routeAll(h);
     clock.advance(MINUTE);
     ids.push(await publish(h, source, { title: 'Failure 4' }));
     const urgent = await publish(h, source, { title: 'Down', severity: 'critical' });
-    await route(h);
+    await routeAll(h);
 
     let rows = await inbox(h, alice.id);
     assert.deepEqual(
@@ -323,7 +312,7 @@ for (const engine of ENGINES) {
 
     // A new window.
     await publish(h, source, { title: 'Failure 5' });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).at(-1)!.title, 'Failure 5');
   });
 
@@ -342,7 +331,7 @@ for (const engine of ENGINES) {
       await publish(h, source, { type: 'report.ready', title: 'Sales report' }),
       await publish(h, source, { type: 'report.failed', title: 'Stock report failed' }),
     ];
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).length, 0);
     // 08:00 in Berlin is 07:00 UTC in winter.
     assert.equal((await noiseOf(h, ids[0]!)).digest[0].until, '2026-01-01T07:00:00.000Z');
@@ -370,7 +359,7 @@ for (const engine of ENGINES) {
       clock.advance(30 * MINUTE);
       await Promise.all([h.workers.router.runOnce(), h.workers.timers.runOnce(), h.workers.timers.runOnce()]);
     }
-    await route(h);
+    await routeAll(h);
     clock.advance(2 * HOUR);
     while ((await h.workers.timers.runOnce()) > 0);
     const members = (await inbox(h, alice.id)).flatMap((n) =>
@@ -398,7 +387,7 @@ for (const engine of ENGINES) {
       severity: 'critical',
       recipients: { users: [alice.id] },
     });
-    await route(h);
+    await routeAll(h);
     assert.deepEqual(
       (await inbox(h, alice.id)).map((n) => n.type),
       ['case.created', 'report.urgent'],
@@ -424,10 +413,10 @@ for (const engine of ENGINES) {
     const inhibition = created.body.id as string;
 
     const down = await publish(h, source, { type: 'erp.down', title: 'SAP down', data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     const child = await publish(h, source, { data: { system: 'sap' } });
     const unrelated = await publish(h, source, { data: { system: 'crm' } });
-    await route(h);
+    await routeAll(h);
     assert.deepEqual(
       (await inbox(h, alice.id)).map((n) => n.event_id),
       [down, unrelated],
@@ -445,23 +434,23 @@ for (const engine of ENGINES) {
 
     // A resolve closes the parent.
     const resolve = await publish(h, source, { type: 'erp.down.resolved', data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     assert.deepEqual((await noiseOf(h, resolve)).resolved, [down]);
     const after = await publish(h, source, { data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).at(-1)!.event_id, after);
 
     // So does time, and so does `data.status: resolved` on the parent type.
     await publish(h, source, { type: 'erp.down', data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     clock.advance(2 * HOUR);
     const late = await publish(h, source, { data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).at(-1)!.event_id, late);
     await publish(h, source, { type: 'erp.down', data: { system: 'sap' } });
     await publish(h, source, { type: 'erp.down', data: { system: 'sap', status: 'resolved' } });
     const fine = await publish(h, source, { data: { system: 'sap' } });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).at(-1)!.event_id, fine);
 
     assert.equal((await h.api('GET', '/v1/inhibitions')).body.items.length, 1);
@@ -492,7 +481,7 @@ for (const engine of ENGINES) {
 
     const held = await publish(h, source, { type: 'backup.failed', title: 'Backup failed' });
     const sent = await publish(h, source, { type: 'case.created' });
-    await route(h);
+    await routeAll(h);
     assert.deepEqual(
       (await inbox(h, alice.id)).map((n) => n.event_id),
       [sent],
@@ -502,7 +491,7 @@ for (const engine of ENGINES) {
 
     clock.advance(HOUR);
     const afterwards = await publish(h, source, { type: 'backup.failed' });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).at(-1)!.event_id, afterwards);
     const shown = await h.api('GET', `/v1/silences/${silence}`);
     assert.equal(shown.body.state, 'expired');
@@ -527,7 +516,7 @@ for (const engine of ENGINES) {
     assert.equal((await h.api('DELETE', `/v1/silences/${later.body.id}`)).status, 204);
     clock.advance(90 * MINUTE);
     await publish(h, source, { type: 'case.created' });
-    await route(h);
+    await routeAll(h);
     assert.equal((await inbox(h, alice.id)).length, 3);
     assert.equal((await h.api('GET', `/v1/silences/${later.body.id}`)).body.state, 'expired');
     assert.equal((await h.api('DELETE', '/v1/silences/sil_nothing')).status, 404);
@@ -604,7 +593,7 @@ for (const engine of ENGINES) {
     await rule(h, 'all', { types: ['*'], users: [alice.id], channels: ['inapp', 'email'] });
     const calm = await publish(h, source, { type: 'case.created' });
     const urgent = await publish(h, source, { type: 'case.escalated', severity: 'critical' });
-    await route(h);
+    await routeAll(h);
 
     assert.equal((await inbox(h, alice.id)).length, 2, 'the inbox gets both now');
     const byEvent = new Map((await deliveriesOf(h, alice.id)).map((d) => [d.event_id, d]));
@@ -700,7 +689,7 @@ for (const engine of ENGINES) {
     assert.equal(await explain({ ...failed, severity: 'critical' }, 'email', ['limited']), undefined);
 
     await publish(h, source, { dedup_key: 'k' });
-    await route(h);
+    await routeAll(h);
     const [open] = await inbox(h, alice.id);
     assert.deepEqual(await explain({ ...failed, dedup_key: 'k' }, 'inapp', ['limited']), {
       reason: 'deduplicated',

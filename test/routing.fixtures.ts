@@ -28,21 +28,9 @@ export async function rule(h: TestHerald, id: string, body: Record<string, unkno
   assert.ok(res.status === 200 || res.status === 201, `rule ${id}: ${res.text}`);
 }
 
-/** Publishes an event as a source; returns its id. */
-export async function publish(
-  h: TestHerald,
-  apiKey: string,
-  event: Record<string, unknown>,
-): Promise<string> {
-  const res = await h.api('POST', '/v1/events', event, apiKey);
-  assert.equal(res.status, 202, res.text);
-  return res.body.id as string;
-}
-
-/** Routes everything pending (the workers are off in these tests). */
-export async function routeAll(h: TestHerald): Promise<void> {
-  while ((await h.workers.router.runOnce()) > 0);
-}
+// Publishing and routing are shared with the other tests.
+export { publishEvent as publish } from './factories.ts';
+export { routeAll } from './helpers.ts';
 
 /** `GET /v1/events/{id}`. */
 export async function eventOf(h: TestHerald, id: string) {

@@ -1,4 +1,6 @@
+import type { Selectable } from 'kysely';
 import type { Db } from '../db/engine.ts';
+import type { EscalationPoliciesTable } from '../db/tables.ts';
 import { parseDuration } from '../noise/time.ts';
 
 /** Whom a level notifies: the event's recipients again, their managers, groups, users. */
@@ -29,14 +31,7 @@ export interface Policy {
 /** A level's delay in ms. */
 export const afterMs = (level: Level): number => parseDuration(level.after) ?? 0;
 
-type PolicyRow = {
-  id: string;
-  name: string | null;
-  levels: string;
-  repeat: number;
-  created_at: number;
-  updated_at: number;
-};
+type PolicyRow = Selectable<EscalationPoliciesTable>;
 
 function parse(row: PolicyRow): Policy {
   return {

@@ -89,6 +89,7 @@ export async function startEscalations(
     const aging = options.aging === undefined ? null : (parseDuration(options.aging) ?? null);
     const reminders = dueAt === null ? [] : reminderOffsets(options);
     const startsAt = dueAt ?? now + (aging ?? 0);
+    const scheduled = timers.length;
     const plan: EscalationPlan = {
       due_at: dueAt,
       reminders,
@@ -116,7 +117,7 @@ export async function startEscalations(
       policy_id: policy?.id ?? null,
       policy: policy === null ? null : JSON.stringify(policy),
       options: JSON.stringify(plan),
-      status: timers.some((t) => t.id.startsWith(`esc:${event.id}:`)) ? 'active' : 'exhausted',
+      status: timers.length > scheduled ? 'active' : 'exhausted',
       steps: JSON.stringify(
         missing
           ? [{ kind: 'policy_missing', at: now, targets: options.escalation_policy, notified: [] }]

@@ -360,6 +360,59 @@ for (const engine of ENGINES) {
     assert.equal(escalation.status, 'exhausted');
   });
 
+  test(`[${engine}] steps that all came due while no worker ran fire together, in order, for each event`, async (t) => {
+    const { h, clock, source } = await setup(t, engine);
+    await org(h);
+    await h.api('PUT', '/v1/escalation-policies/late', {
+      levels: [{ after: '10m', targets: { managers: true }, channels: ['inapp'] }],
+    });
+    await h.api('PUT', '/v1/rules/approvals', {
+      match: { types: ['approval.*'] },
+      recipients: { users: ['owner'] },
+      channels: ['email'],
+      reminders: ['-1d', '-2h'],
+      escalation_policy: 'late',
+    });
+    const due = START + 2 * 86_400_000;
+    const ids: string[] = [];
+    for (const title of ['Approve PO 8', 'Approve PO 9']) {
+      ids.push(
+        await publish(h, source, { type: 'approval.requested', title, due_at: new Date(due).toISOString() }),
+      );
+    }
+    await routeAll(h);
+    at(clock, due + HOUR);
+    assert.equal(await fire(h), 8, 'two reminders, the overdue notice and the level, for each event');
+    for (const id of ids) {
+      const escalation = await escalationOf(h, id);
+      assert.deepEqual(
+        escalation.steps.map((s: { kind: string; notified: string[] }) => [s.kind, s.notified]),
+        [
+          ['reminder', ['owner']],
+          ['reminder', ['owner']],
+          ['overdue', ['owner']],
+          ['level', ['boss']],
+        ],
+      );
+      assert.equal(escalation.status, 'exhausted', 'only once the last step fired');
+      const titles = (await notified(h, id)).map((n) => [n.user_id, n.title.replace(/ \(.*/, '')]);
+      const title = id === ids[0] ? 'Approve PO 8' : 'Approve PO 9';
+      assert.deepEqual(titles, [
+        ['boss', `Escalated: ${title}`],
+        ['owner', `Overdue: ${title}`],
+      ]);
+    }
+    // No dispatcher ran meanwhile: the owner's one email, still pending, goes out once with the latest title.
+    const emails = await h.store.db
+      .selectFrom('deliveries')
+      .select('status')
+      .where('event_id', '=', ids[0]!)
+      .where('channel', '=', 'email')
+      .execute();
+    assert.equal(emails.length, 1);
+    assert.equal(emails[0]!.status, 'pending');
+  });
+
   test(`[${engine}] aging: an event without a deadline escalates after hours without an answer`, async (t) => {
     const { h, clock, source } = await setup(t, engine);
     await org(h);

@@ -6,20 +6,24 @@ import { scheduleTimers, type TimerHandler, TimerWorker } from '../src/noise/tim
 import { ENGINES, startHerald } from './helpers.ts';
 
 for (const engine of ENGINES) {
-  test(`[${engine}] timers fired in one batch: a failing one rolls back alone and is retried later`, async (t) => {
+  test(`[${engine}] timers due together go to their handler at once; when that fails, one by one: a failing one rolls back alone and is retried later`, async (t) => {
     const clock = new ManualClock(Date.parse('2026-01-01T00:00:00Z'));
     const h = await startHerald(t, engine, { workers: false, clock });
     let failing = true;
-    const handler: TimerHandler = async (trx, timer, now) => {
-      await appendAudit(trx, {
-        at: now,
-        actor: 'system',
-        action: 'test.timer_fired',
-        subject_type: 'timer',
-        subject_id: timer.id,
-        data: null,
-      });
-      if (timer.id === 'flaky' && failing) throw new Error('the flaky timer fails once');
+    const calls: string[][] = [];
+    const handler: TimerHandler = async (trx, timers, now) => {
+      calls.push(timers.map((timer) => timer.id));
+      for (const timer of timers) {
+        await appendAudit(trx, {
+          at: now,
+          actor: 'system',
+          action: 'test.timer_fired',
+          subject_type: 'timer',
+          subject_id: timer.id,
+          data: null,
+        });
+        if (timer.id === 'flaky' && failing) throw new Error('the flaky timer fails once');
+      }
       return undefined;
     };
     const worker = new TimerWorker(h.deps, { 'test.step': handler });
@@ -30,6 +34,7 @@ for (const engine of ENGINES) {
       now,
     );
     assert.equal(await worker.runOnce(), 2);
+    assert.deepEqual(calls, [['a', 'flaky', 'z'], ['a'], ['flaky'], ['z']], 'together, then one by one');
     const fired = async () =>
       (
         await h.store.db
@@ -51,6 +56,7 @@ for (const engine of ENGINES) {
     assert.equal(await worker.runOnce(), 0, 'not due again yet');
     clock.advance(1_000);
     assert.equal(await worker.runOnce(), 1);
+    // The failed call's effects were rolled back: `a` was recorded once.
     assert.deepEqual(await fired(), ['a', 'flaky', 'z']);
     assert.deepEqual(await h.store.db.selectFrom('timers').select('id').execute(), []);
   });

@@ -1,7 +1,7 @@
 import { type Insertable, type Selectable, sql } from 'kysely';
 import { insertInChunks, writeInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
-import type { AttemptsTable, DeliveriesTable, DeliveryRow, DeliveryStatus, EventRow } from '../db/tables.ts';
+import type { AttemptsTable, DeliveriesTable, DeliveryRow, DeliveryStatus } from '../db/tables.ts';
 import { newId } from '../ids.ts';
 import { presentEventDelivery } from './endpoints.present.ts';
 
@@ -256,16 +256,6 @@ export async function cancelPendingForEndpoint(
     .where('locked_until', '<=', now)
     .executeTakeFirst();
   return Number(result.numUpdatedRows);
-}
-
-/** The events with these ids (missing ones are left out). */
-export async function findEvents(db: Db, ids: readonly string[]): Promise<EventRow[]> {
-  if (ids.length === 0) return [];
-  return db
-    .selectFrom('events')
-    .selectAll()
-    .where('id', 'in', [...ids])
-    .execute();
 }
 
 export async function insertAttempts(db: Db, rows: AttemptRow[]): Promise<void> {

@@ -45,21 +45,31 @@ export interface Escalation {
 
 /** An event's escalation, if it has one. */
 export async function findEscalation(db: Db, eventId: string): Promise<Escalation | undefined> {
-  const row = await db
+  return (await findEscalations(db, [eventId])).get(eventId);
+}
+
+/** The escalations of these events, by event id (events without one are left out). */
+export async function findEscalations(db: Db, eventIds: readonly string[]): Promise<Map<string, Escalation>> {
+  if (eventIds.length === 0) return new Map();
+  const rows = await db
     .selectFrom('escalations')
     .selectAll()
-    .where('event_id', '=', eventId)
-    .executeTakeFirst();
-  if (row === undefined) return undefined;
-  return {
-    event_id: row.event_id,
-    policy: row.policy === null ? null : (JSON.parse(row.policy) as FrozenPolicy),
-    plan: JSON.parse(row.options) as EscalationPlan,
-    status: row.status,
-    steps: JSON.parse(row.steps) as Step[],
-    stopped_reason: row.stopped_reason,
-    stopped_at: row.stopped_at === null ? null : Number(row.stopped_at),
-  };
+    .where('event_id', 'in', [...eventIds])
+    .execute();
+  return new Map(
+    rows.map((row) => [
+      row.event_id,
+      {
+        event_id: row.event_id,
+        policy: row.policy === null ? null : (JSON.parse(row.policy) as FrozenPolicy),
+        plan: JSON.parse(row.options) as EscalationPlan,
+        status: row.status,
+        steps: JSON.parse(row.steps) as Step[],
+        stopped_reason: row.stopped_reason,
+        stopped_at: row.stopped_at === null ? null : Number(row.stopped_at),
+      },
+    ]),
+  );
 }
 
 /** Appends a step (and optionally a new status) to an escalation. */

@@ -1,14 +1,15 @@
-import type { Insertable, Transaction } from 'kysely';
+import { type Insertable, sql, type Transaction } from 'kysely';
 import { isUserChannel } from '../channels/registry.ts';
+import { insertInChunks, writeInChunks } from '../db/bulk.ts';
 import type { Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
 import { newNotification } from '../notifications/notifications.repo.ts';
 
 /*
- * Notifies people about an event again (an escalation level, a reminder, the overdue notice). One event
- * gives a person one notification, so someone already notified has theirs brought back: retitled, unread,
- * with a new stream position, and its deliveries sent again; anyone else gets a new notification.
+ * Notifies people about events again (escalation levels, reminders, overdue notices), many events in one go.
+ * One event gives a person one notification, so someone already notified has theirs brought back: retitled,
+ * unread, with a new stream position, and its deliveries sent again; anyone else gets a new notification.
  */
 
 /** Whom to notify, on which channels: a list, or `'used'` for the channels each notification was sent on. */
@@ -27,110 +28,180 @@ export interface Notified {
   deliveries: number;
 }
 
+/**
+ * Notifies again about each event, as its `what` says; returns one {@link Notified} per item, in order. Each
+ * event may appear once.
+ */
 export async function renotify(
   trx: Transaction<Database>,
   store: Store,
-  event: EventRow,
-  what: Renotify,
+  items: readonly { event: EventRow; what: Renotify }[],
   now: number,
-): Promise<Notified> {
-  const current = what.users === 'current';
-  if (!current && what.users.length === 0) return { users: [], deliveries: 0 };
-  const existing = await trx
-    .selectFrom('notifications')
-    .select(['id', 'user_id', 'channels'])
-    .where('event_id', '=', event.id)
-    .$if(!current, (qb) => qb.where('user_id', 'in', what.users as readonly string[]))
-    .execute();
-  const users = current ? existing.map((n) => n.user_id) : [...new Set(what.users as readonly string[])];
-  if (users.length === 0) return { users: [], deliveries: 0 };
-  const byUser = new Map(existing.map((n) => [n.user_id, n]));
-  const used =
-    what.channels === 'used' && existing.length > 0
-      ? await trx
-          .selectFrom('deliveries')
-          .select(['notification_id', 'channel'])
+): Promise<Notified[]> {
+  const wanted = items.filter(({ what }) => what.users === 'current' || what.users.length > 0);
+  const existing =
+    wanted.length === 0
+      ? []
+      : await trx
+          .selectFrom('notifications')
+          .select(['id', 'event_id', 'user_id', 'channels'])
           .where(
-            'notification_id',
+            'event_id',
             'in',
-            existing.map((n) => n.id),
+            wanted.map((i) => i.event.id),
           )
-          .execute()
-      : [];
-  const seqs = await store.allocateSeq(trx, users.length);
-  const deliveries: Insertable<Database['deliveries']>[] = [];
+          .execute();
+  const byEvent = Map.groupBy(existing, (n) => n.event_id);
+  const plans = items.map(({ event, what }) => {
+    const found = byEvent.get(event.id) ?? [];
+    const users =
+      what.users === 'current' ? found.map((n) => n.user_id) : [...new Set(what.users as readonly string[])];
+    return { event, what, users, byUser: new Map(found.map((n) => [n.user_id, n])) };
+  });
+  const usedBy = await usedChannels(
+    trx,
+    plans.flatMap((p) => (p.what.channels === 'used' ? [...p.byUser.values()].map((n) => n.id) : [])),
+  );
+  const total = plans.reduce((sum, p) => sum + p.users.length, 0);
+  let seq = total === 0 ? 0 : await store.allocateSeq(trx, total);
   const created: Insertable<Database['notifications']>[] = [];
-  for (const [i, userId] of users.entries()) {
-    const seq = seqs + i;
-    const found = byUser.get(userId);
-    const channels =
-      what.channels === 'used'
-        ? used.filter((d) => d.notification_id === found?.id).map((d) => d.channel)
-        : what.channels.filter(isUserChannel);
-    let id: string;
-    if (found === undefined) {
-      const row = newNotification(
-        {
-          event_id: event.id,
-          user_id: userId,
-          source_id: event.source_id,
-          type: event.type,
-          severity: event.severity,
+  const revived: Revived[] = [];
+  const deliveries: Insertable<Database['deliveries']>[] = [];
+  for (const { event, what, users, byUser } of plans) {
+    for (const userId of users) {
+      const found = byUser.get(userId);
+      const channels = [
+        ...new Set(
+          what.channels === 'used'
+            ? (usedBy.get(found?.id ?? '') ?? [])
+            : what.channels.filter(isUserChannel),
+        ),
+      ];
+      let id: string;
+      if (found === undefined) {
+        const row = newNotification(
+          {
+            event_id: event.id,
+            user_id: userId,
+            source_id: event.source_id,
+            type: event.type,
+            severity: event.severity,
+            title: what.title,
+            summary: event.summary,
+            url: event.url,
+            channels: ['inapp', ...channels],
+          },
+          now,
+          seq++,
+        );
+        id = row.id;
+        created.push(row);
+      } else {
+        id = found.id;
+        const listed = new Set([...(JSON.parse(found.channels) as string[]), ...channels]);
+        revived.push({
+          id,
           title: what.title,
-          summary: event.summary,
-          url: event.url,
-          channels: ['inapp', ...channels],
-        },
-        now,
-        seq,
-      );
-      id = row.id;
-      created.push(row);
-    } else {
-      id = found.id;
-      const listed = new Set([...(JSON.parse(found.channels) as string[]), ...channels]);
-      await trx
-        .updateTable('notifications')
-        .set({
-          title: what.title,
-          state: 'unread',
-          read_at: null,
-          archived_at: null,
           channels: JSON.stringify([...listed].sort()),
-          seq,
+          seq: seq++,
           updated_at: now,
-        })
-        .where('id', '=', found.id)
-        .execute();
-    }
-    for (const channel of channels) {
-      const row = userDelivery({ eventId: event.id, notificationId: id, userId, channel, fallback: [], now });
-      deliveries.push({ ...row, msg_id: `${row.msg_id}_${what.stepKey}` });
+        });
+      }
+      for (const channel of channels) {
+        const row = userDelivery({
+          eventId: event.id,
+          notificationId: id,
+          userId,
+          channel,
+          fallback: [],
+          now,
+        });
+        deliveries.push({ ...row, msg_id: `${row.msg_id}_${what.stepKey}` });
+      }
     }
   }
-  if (created.length > 0) await trx.insertInto('notifications').values(created).execute();
-  for (const d of deliveries) {
-    // A delivery still pending will carry the new title anyway; a finished one is sent again.
+  await reviveNotifications(trx, revived);
+  await insertInChunks(trx, created, (chunk) => trx.insertInto('notifications').values(chunk));
+  await resend(trx, deliveries);
+  const sent = Map.groupBy(deliveries, (d) => d.event_id);
+  return plans.map((p) => ({ users: p.users, deliveries: sent.get(p.event.id)?.length ?? 0 }));
+}
+
+/** The channels each notification was delivered on, by notification id. */
+async function usedChannels(
+  trx: Transaction<Database>,
+  notificationIds: string[],
+): Promise<Map<string, string[]>> {
+  const used = new Map<string, string[]>();
+  for (let i = 0; i < notificationIds.length; i += CHUNK) {
+    const rows = await trx
+      .selectFrom('deliveries')
+      .select(['notification_id', 'channel'])
+      .where('notification_id', 'in', notificationIds.slice(i, i + CHUNK))
+      .execute();
+    for (const d of rows) {
+      if (d.notification_id === null) continue;
+      const list = used.get(d.notification_id) ?? [];
+      list.push(d.channel);
+      used.set(d.notification_id, list);
+    }
+  }
+  return used;
+}
+
+interface Revived {
+  id: string;
+  title: string;
+  channels: string;
+  seq: number;
+  updated_at: number;
+}
+
+/** Brings notifications back: new title and channels, unread, not archived, at a new stream position. */
+async function reviveNotifications(trx: Transaction<Database>, rows: Revived[]): Promise<void> {
+  // `update ... from (values ...)` on both engines, as finishAttempts (delivery/deliveries.repo.ts) explains.
+  await writeInChunks(trx, rows, (chunk) => {
+    const list = chunk.map(
+      (r) =>
+        sql`(${r.id}, ${r.title}, ${r.channels}, cast(${r.seq} as bigint), cast(${r.updated_at} as bigint))`,
+    );
+    const update = sql`
+      update notifications set title = v.column2, channels = v.column3, seq = v.column4, updated_at = v.column5,
+        state = 'unread', read_at = null, archived_at = null
+      from (values ${sql.join(list)}) as v
+      where notifications.id = v.column1`;
+    return { compile: () => update.compile(trx) };
+  });
+}
+
+/**
+ * Inserts the deliveries, or sends again the ones that exist and are over: a delivery still pending will carry
+ * the new title anyway.
+ */
+async function resend(trx: Transaction<Database>, rows: Insertable<Database['deliveries']>[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += CHUNK) {
     await trx
       .insertInto('deliveries')
-      .values(d)
+      .values(rows.slice(i, i + CHUNK))
       .onConflict((oc) =>
         oc
           .columns(['notification_id', 'channel'])
-          .doUpdateSet({
+          .doUpdateSet((eb) => ({
             status: 'pending',
-            msg_id: d.msg_id,
+            msg_id: eb.ref('excluded.msg_id'),
             attempt_count: 0,
-            next_attempt_at: now,
+            next_attempt_at: eb.ref('excluded.next_attempt_at'),
             locked_until: 0,
             last_error: null,
             last_status_code: null,
             completed_at: null,
-            updated_at: now,
-          })
+            updated_at: eb.ref('excluded.updated_at'),
+          }))
           .where('deliveries.status', '!=', 'pending'),
       )
       .execute();
   }
-  return { users, deliveries: deliveries.length };
 }
+
+// Rows per statement: well inside both engines' limits on bound values.
+const CHUNK = 500;

@@ -35,6 +35,16 @@ export async function findExisting(
     .execute();
 }
 
+/** The events with these ids (missing ones are left out). */
+export async function findEvents(db: Db, ids: readonly string[]): Promise<EventRow[]> {
+  if (ids.length === 0) return [];
+  return db
+    .selectFrom('events')
+    .selectAll()
+    .where('id', 'in', [...ids])
+    .execute();
+}
+
 export async function findEvent(db: Db, id: string): Promise<EventRow | undefined> {
   return db.selectFrom('events').selectAll().where('id', '=', id).executeTakeFirst();
 }

@@ -16,7 +16,7 @@ import {
 import { loadRulePolicies } from './options.ts';
 import { loadRecipientNoise } from './settings.repo.ts';
 import { quietUntil } from './time.ts';
-import { type NewTimer, scheduleTimers, type TimerHandler } from './timers.ts';
+import { type NewTimer, oneByOne, scheduleTimers, type TimerHandler } from './timers.ts';
 
 /** The timer kind that flushes a bucket (group, throttle window, digest). */
 export const FLUSH_TIMER = 'noise.flush';
@@ -42,7 +42,7 @@ const SEVERITY_ORDER = ['info', 'warning', 'error', 'critical'];
  * an interval later; every other bucket closes, so the next event opens a new one.
  */
 export function flushHandler(store: Store): TimerHandler {
-  return async (trx, timer, now) => {
+  return oneByOne(async (trx, timer, now) => {
     const { bucket_id } = timer.payload as { bucket_id: string };
     const bucket = await lockBucket(trx, bucket_id);
     if (bucket === undefined || bucket.closed_at !== null) return undefined;
@@ -76,7 +76,7 @@ export function flushHandler(store: Store): TimerHandler {
       publishIds(store.notifier, 'inbox', made.users);
       if (made.deliveries > 0) store.notifier.publish('deliveries', '');
     };
-  };
+  });
 }
 
 type HeldRow = Awaited<ReturnType<typeof unreleased>>[number];

@@ -7,11 +7,13 @@ import { type TickResult, WorkerLoop } from '../worker.ts';
 /*
  * Durable one-shot timers. A timer is a row (`timers`): whoever schedules it does so in the transaction that
  * makes it necessary, so it exists exactly when that change committed. Firing claims due timers with a lease,
- * then fires the claimed batch in one transaction, each timer in a savepoint of its own that deletes the row
- * and runs its handler: the handler's effects and the timer's end commit together, so a timer fires exactly
- * once, one that fails rolls back alone, and a timer still in the table when a process restarts fires as soon
- * as it is due again. One commit per batch rather than per timer: thousands of timers due in the same second
- * (escalations sharing a deadline) fire within it.
+ * then fires the claimed batch in one transaction: the timers of one kind due one after the other go to their
+ * handler together, in a savepoint that deletes their rows and runs it, so the handler's effects and the
+ * timers' end commit together and a timer fires exactly once. If the handler throws, that savepoint is rolled
+ * back and its timers fire one by one, each in a savepoint of its own: one that fails alone is put back to be
+ * retried later, and the others still fire. A timer still in the table when a process restarts fires as soon
+ * as it is due again. One commit per batch, and one handler call per kind: thousands of timers due in the same
+ * second (escalations sharing a deadline) fire within it.
  */
 
 /** A timer as a handler sees it. */
@@ -27,12 +29,31 @@ export interface Timer {
 /** What a handler may ask for once its transaction has committed (wake streams, workers). */
 export type AfterCommit = () => void;
 
-/** Fires timers of one kind inside `trx`; throwing rolls its effects back and retries the timer later. */
+/**
+ * Fires timers of one kind inside `trx`, in the order given (due time, then id); throwing rolls back the effects
+ * of all of them, and they are fired again one at a time.
+ */
 export type TimerHandler = (
   trx: Transaction<Database>,
-  timer: Timer,
+  timers: readonly Timer[],
   now: number,
 ) => Promise<AfterCommit | undefined>;
+
+/** A {@link TimerHandler} made of one that fires a single timer, for kinds that gain nothing from batches. */
+export function oneByOne(
+  fire: (trx: Transaction<Database>, timer: Timer, now: number) => Promise<AfterCommit | undefined>,
+): TimerHandler {
+  return async (trx, timers, now) => {
+    const afters: AfterCommit[] = [];
+    for (const timer of timers) {
+      const after = await fire(trx, timer, now);
+      if (after !== undefined) afters.push(after);
+    }
+    return () => {
+      for (const after of afters) after();
+    };
+  };
+}
 
 /** A timer to schedule; `id` makes scheduling idempotent (a second timer with the same id is ignored). */
 export interface NewTimer {
@@ -139,57 +160,87 @@ export class TimerWorker {
     const timers = claimed
       .sort((a, b) => a.due_at - b.due_at || (a.id < b.id ? -1 : 1))
       .map((row): Timer => ({ ...row, payload: JSON.parse(row.payload) as unknown }));
-    const afters = await store.db.transaction().execute(async (trx) => {
+    const { afters, fired } = await store.db.transaction().execute(async (trx) => {
       const done: AfterCommit[] = [];
-      for (const timer of timers) {
-        const after = await this.#fire(trx, timer, lease);
-        if (after !== null) done.push(after);
-      }
-      return done;
+      let count = 0;
+      const fire = async (run: readonly Timer[]): Promise<void> => {
+        const result = await this.#fire(trx, run, lease);
+        if (result.error === undefined) {
+          done.push(result.after);
+          count += result.fired;
+        } else if (run.length === 1) await this.#putBack(trx, run[0]!, lease, result.error);
+        // One by one, a timer that fails alone does not hold back the others.
+        else for (const timer of run) await fire([timer]);
+      };
+      for (const run of runsOfOneKind(timers)) await fire(run);
+      return { afters: done, fired: count };
     });
     for (const after of afters) after();
-    return afters.length;
+    return fired;
   }
 
   /**
-   * Deletes the timer and runs its handler in a savepoint of `trx`; on failure rolls that back and puts the
-   * timer back with a delay. Returns what to do after the commit, or null when it did not fire.
+   * In a savepoint of `trx`, deletes the timers (those still held under `lease`) and runs their kind's handler
+   * on them. Returns how many fired and what to do after the commit; on failure, rolls the savepoint back and
+   * returns the error (0 fired).
    */
-  async #fire(trx: Transaction<Database>, timer: Timer, lease: number): Promise<AfterCommit | null> {
+  async #fire(
+    trx: Transaction<Database>,
+    timers: readonly Timer[],
+    lease: number,
+  ): Promise<{ fired: number; after: AfterCommit; error?: unknown }> {
     const { clock, log, metrics } = this.#ctx;
-    const handler = this.#handlers.get(timer.kind);
+    const kind = timers[0]!.kind;
+    const handler = this.#handlers.get(kind);
     await sql`savepoint timer`.execute(trx);
     try {
-      if (handler === undefined) throw new Error(`no handler for timers of kind "${timer.kind}"`);
-      const mine = await trx
+      if (handler === undefined) throw new Error(`no handler for timers of kind "${kind}"`);
+      const deleted = await trx
         .deleteFrom('timers')
-        .where('id', '=', timer.id)
+        .where(
+          'id',
+          'in',
+          timers.map((t) => t.id),
+        )
         .where('locked_until', '=', lease)
         .returning('id')
-        .executeTakeFirst();
-      // Another node took it over after our lease ran out and has fired it, or is firing it.
-      const after = mine === undefined ? null : ((await handler(trx, timer, clock.now())) ?? (() => {}));
+        .execute();
+      // The others were taken over by another node after our lease ran out: it fires them.
+      const held = new Set(deleted.map((row) => row.id));
+      const mine = timers.filter((t) => held.has(t.id));
+      const after = mine.length === 0 ? undefined : await handler(trx, mine, clock.now());
       await sql`release savepoint timer`.execute(trx);
-      return after;
+      return { fired: mine.length, after: after ?? (() => {}) };
     } catch (error) {
       await sql`rollback to savepoint timer`.execute(trx);
       await sql`release savepoint timer`.execute(trx);
-      metrics.workerErrors.inc({ worker: 'timers' });
-      log.error({ err: error, timer: timer.id, kind: timer.kind }, 'timer failed; it will be retried');
-      const now = clock.now();
-      await trx
-        .updateTable('timers')
-        .set({
-          attempts: timer.attempts + 1,
-          last_error: String(error instanceof Error ? error.message : error).slice(0, 1000),
-          due_at: now + Math.min(1_000 * 2 ** timer.attempts, MAX_BACKOFF_MS),
-          locked_until: 0,
-        })
-        .where('id', '=', timer.id)
-        .where('locked_until', '=', lease)
-        .execute();
-      return null;
+      if (timers.length > 1) {
+        log.warn(
+          { err: error, kind, timers: timers.length },
+          'timers failed together; firing them one by one',
+        );
+      } else {
+        metrics.workerErrors.inc({ worker: 'timers' });
+        log.error({ err: error, timer: timers[0]!.id, kind }, 'timer failed; it will be retried');
+      }
+      return { fired: 0, after: () => {}, error };
     }
+  }
+
+  /** Puts back a timer that failed, due again after a backoff that grows with its failures. */
+  async #putBack(trx: Transaction<Database>, timer: Timer, lease: number, error: unknown): Promise<void> {
+    const now = this.#ctx.clock.now();
+    await trx
+      .updateTable('timers')
+      .set({
+        attempts: timer.attempts + 1,
+        last_error: String(error instanceof Error ? error.message : error).slice(0, 1000),
+        due_at: now + Math.min(1_000 * 2 ** timer.attempts, MAX_BACKOFF_MS),
+        locked_until: 0,
+      })
+      .where('id', '=', timer.id)
+      .where('locked_until', '=', lease)
+      .execute();
   }
 
   /** Counts timers overdue by more than a minute into `herald_timers_overdue`; returns the count. */
@@ -232,4 +283,15 @@ export class TimerWorker {
     if (this.#ctx.store.engine !== 'sqlite') return;
     await sql`update timers set locked_until = 0 where locked_until > 0`.execute(this.#ctx.store.db);
   }
+}
+
+/** The timers (in firing order) as runs of consecutive timers of the same kind. */
+function runsOfOneKind(timers: readonly Timer[]): Timer[][] {
+  const runs: Timer[][] = [];
+  for (const timer of timers) {
+    const last = runs.at(-1);
+    if (last !== undefined && last[0]!.kind === timer.kind) last.push(timer);
+    else runs.push([timer]);
+  }
+  return runs;
 }

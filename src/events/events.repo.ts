@@ -14,25 +14,33 @@ export async function insertEvents(db: Db, rows: NewEvent[]): Promise<Set<string
   return new Set(inserted.map((row) => row.id));
 }
 
-/** The events of one source with any of these source ids or idempotency keys. */
+type Existing = Pick<EventRow, 'id' | 'external_id' | 'idempotency_key' | 'body_hash' | 'status'>;
+
+/**
+ * The events of one source with any of these source ids or idempotency keys. One query per unique index: asked
+ * with an OR, an engine may search by the source alone and read every event it ever sent.
+ */
 export async function findExisting(
   db: Db,
   sourceId: string,
   externalIds: string[],
   idempotencyKeys: string[],
-): Promise<Pick<EventRow, 'id' | 'external_id' | 'idempotency_key' | 'body_hash' | 'status'>[]> {
-  if (externalIds.length === 0 && idempotencyKeys.length === 0) return [];
-  return db
-    .selectFrom('events')
-    .select(['id', 'external_id', 'idempotency_key', 'body_hash', 'status'])
-    .where('source_id', '=', sourceId)
-    .where((eb) => {
-      const any = [];
-      if (externalIds.length > 0) any.push(eb('external_id', 'in', externalIds));
-      if (idempotencyKeys.length > 0) any.push(eb('idempotency_key', 'in', idempotencyKeys));
-      return eb.or(any);
-    })
-    .execute();
+): Promise<Existing[]> {
+  const found = new Map<string, Existing>();
+  for (const [column, values] of [
+    ['external_id', externalIds],
+    ['idempotency_key', idempotencyKeys],
+  ] as const) {
+    if (values.length === 0) continue;
+    const rows = await db
+      .selectFrom('events')
+      .select(['id', 'external_id', 'idempotency_key', 'body_hash', 'status'])
+      .where('source_id', '=', sourceId)
+      .where(column, 'in', values)
+      .execute();
+    for (const row of rows) found.set(row.id, row);
+  }
+  return [...found.values()];
 }
 
 /** The events with these ids (missing ones are left out). */

@@ -63,6 +63,24 @@ async function org(h: TestHerald) {
   return { boss, owner, oncall };
 }
 
+/**
+ * The org, and approvals for the owner by email with reminders a day and two hours before the deadline, then
+ * the policy `late`: the owner's manager ten minutes after it.
+ */
+async function approvals(h: TestHerald) {
+  await org(h);
+  await h.api('PUT', '/v1/escalation-policies/late', {
+    levels: [{ after: '10m', targets: { managers: true }, channels: ['inapp'] }],
+  });
+  await h.api('PUT', '/v1/rules/approvals', {
+    match: { types: ['approval.*'] },
+    recipients: { users: ['owner'] },
+    channels: ['email'],
+    reminders: ['-1d', '-2h'],
+    escalation_policy: 'late',
+  });
+}
+
 const POLICY = {
   name: 'Critical',
   levels: [
@@ -306,17 +324,7 @@ for (const engine of ENGINES) {
 
   test(`[${engine}] reminders before a deadline, the overdue notice at it, then the policy`, async (t) => {
     const { h, clock, source } = await setup(t, engine);
-    await org(h);
-    await h.api('PUT', '/v1/escalation-policies/late', {
-      levels: [{ after: '10m', targets: { managers: true }, channels: ['inapp'] }],
-    });
-    await h.api('PUT', '/v1/rules/approvals', {
-      match: { types: ['approval.*'] },
-      recipients: { users: ['owner'] },
-      channels: ['email'],
-      reminders: ['-1d', '-2h'],
-      escalation_policy: 'late',
-    });
+    await approvals(h);
     const due = START + 2 * 86_400_000;
     const id = await publish(h, source, {
       type: 'approval.requested',
@@ -362,17 +370,7 @@ for (const engine of ENGINES) {
 
   test(`[${engine}] steps that all came due while no worker ran fire together, in order, for each event`, async (t) => {
     const { h, clock, source } = await setup(t, engine);
-    await org(h);
-    await h.api('PUT', '/v1/escalation-policies/late', {
-      levels: [{ after: '10m', targets: { managers: true }, channels: ['inapp'] }],
-    });
-    await h.api('PUT', '/v1/rules/approvals', {
-      match: { types: ['approval.*'] },
-      recipients: { users: ['owner'] },
-      channels: ['email'],
-      reminders: ['-1d', '-2h'],
-      escalation_policy: 'late',
-    });
+    await approvals(h);
     const due = START + 2 * 86_400_000;
     const ids: string[] = [];
     for (const title of ['Approve PO 8', 'Approve PO 9']) {

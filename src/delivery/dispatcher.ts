@@ -9,7 +9,7 @@ import {
   claimOrderedHeads,
   nextDueAt,
   releaseDeliveries,
-} from './deliveries.repo.ts';
+} from './claims.repo.ts';
 import { type Job, prepareJobs } from './jobs.ts';
 import { type LaneRules, loadLaneRules } from './lanes.repo.ts';
 import { OutcomeWriter } from './outcomes.ts';

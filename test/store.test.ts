@@ -28,6 +28,7 @@ for (const engine of ENGINES) {
       '008_queues',
       '009_rule_actions',
       '010_delivery_receipts',
+      '011_idempotency_index',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

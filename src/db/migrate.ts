@@ -11,6 +11,7 @@ import * as m007 from './migrations/007_escalation.ts';
 import * as m008 from './migrations/008_queues.ts';
 import * as m009 from './migrations/009_rule_actions.ts';
 import * as m010 from './migrations/010_delivery_receipts.ts';
+import * as m011 from './migrations/011_idempotency_index.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -29,6 +30,7 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '008_queues': m008,
   '009_rule_actions': m009,
   '010_delivery_receipts': m010,
+  '011_idempotency_index': m011,
 };
 
 class StaticProvider implements MigrationProvider {

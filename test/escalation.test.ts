@@ -81,6 +81,18 @@ async function approvals(h: TestHerald) {
   });
 }
 
+/** What {@link approvals} does for an event, step by step: [kind, who was notified]. */
+const APPROVAL_STEPS = [
+  ['reminder', ['owner']],
+  ['reminder', ['owner']],
+  ['overdue', ['owner']],
+  ['level', ['boss']],
+];
+
+function stepsOf(escalation: { steps: { kind: string; notified: string[] }[] }) {
+  return escalation.steps.map((s) => [s.kind, s.notified]);
+}
+
 const POLICY = {
   name: 'Critical',
   levels: [
@@ -356,15 +368,7 @@ for (const engine of ENGINES) {
     clock.advance(10 * MINUTE);
     assert.equal(await fire(h), 1);
     const escalation = await escalationOf(h, id);
-    assert.deepEqual(
-      escalation.steps.map((s: { kind: string; notified: string[] }) => [s.kind, s.notified]),
-      [
-        ['reminder', ['owner']],
-        ['reminder', ['owner']],
-        ['overdue', ['owner']],
-        ['level', ['boss']],
-      ],
-    );
+    assert.deepEqual(stepsOf(escalation), APPROVAL_STEPS);
     assert.equal(escalation.status, 'exhausted');
   });
 
@@ -383,15 +387,7 @@ for (const engine of ENGINES) {
     assert.equal(await fire(h), 8, 'two reminders, the overdue notice and the level, for each event');
     for (const id of ids) {
       const escalation = await escalationOf(h, id);
-      assert.deepEqual(
-        escalation.steps.map((s: { kind: string; notified: string[] }) => [s.kind, s.notified]),
-        [
-          ['reminder', ['owner']],
-          ['reminder', ['owner']],
-          ['overdue', ['owner']],
-          ['level', ['boss']],
-        ],
-      );
+      assert.deepEqual(stepsOf(escalation), APPROVAL_STEPS);
       assert.equal(escalation.status, 'exhausted', 'only once the last step fired');
       const titles = (await notified(h, id)).map((n) => [n.user_id, n.title.replace(/ \(.*/, '')]);
       const title = id === ids[0] ? 'Approve PO 8' : 'Approve PO 9';

@@ -36,16 +36,17 @@ import type { EscalationTimer } from './timer-kind.ts';
 
 type Payload = { event_id: string } & EscalationTimer;
 
-/** One timer about to fire, with what it needs. */
+/** One timer about to fire: what it sends, and the step it records once it is known who was notified. */
 interface Firing {
   timer: Timer;
-  payload: Payload;
   escalation: Escalation;
   event: EventRow;
-  /** The level firing, when it is one. */
-  level?: Level;
-  queued: { queues: ReadonlySet<string>; items: { group_id: string; item_id: string }[] };
   notify: Renotify;
+  step: Omit<Step, 'notified'>;
+  /** The audit action. */
+  action: string;
+  /** The timer that follows it (a level's next level or round). */
+  next: NewTimer[];
 }
 
 export function escalationHandler(store: Store): TimerHandler {
@@ -114,41 +115,25 @@ async function fireRound(
     firings.map((f) => ({ event: f.event, what: f.notify })),
     now,
   );
-  const next = firings.map((f) =>
-    f.payload.step === 'level' ? nextLevel(f.event.id, f.escalation.policy!, f.payload, f.timer.due_at) : [],
+  await scheduleTimers(
+    trx,
+    firings.flatMap((f) => f.next),
+    now,
   );
-  await scheduleTimers(trx, next.flat(), now);
   const waiting = await othersWaiting(
     trx,
-    firings.filter((f, i) => next[i]!.length === 0 && !later.has(f.event.id)).map((f) => f.timer),
+    firings.filter((f) => f.next.length === 0 && !later.has(f.event.id)).map((f) => f.timer),
   );
   for (const id of later) waiting.add(id);
   const audit: AuditEntry[] = [];
   for (const [i, f] of firings.entries()) {
-    const step: Step =
-      f.payload.step === 'level'
-        ? {
-            kind: 'level',
-            level: f.payload.level,
-            round: f.payload.round,
-            at: now,
-            targets: f.level?.targets,
-            notified: notified[i]!.users,
-            queues: f.queued.items,
-          }
-        : {
-            kind: f.payload.step === 'due' ? 'overdue' : 'reminder',
-            at: now,
-            ...(f.payload.step === 'reminder' ? { targets: { reminder: f.payload.index } } : {}),
-            notified: notified[i]!.users,
-          };
-    const status: EscalationStatus =
-      next[i]!.length === 0 && !waiting.has(f.event.id) ? 'exhausted' : 'active';
+    const step: Step = { ...f.step, notified: notified[i]!.users };
+    const status: EscalationStatus = f.next.length === 0 && !waiting.has(f.event.id) ? 'exhausted' : 'active';
     await recordStep(trx, f.escalation, step, status, now);
     audit.push({
       at: now,
       actor: 'system',
-      action: f.payload.step === 'level' ? 'escalation.level_fired' : `escalation.${step.kind}`,
+      action: f.action,
       subject_type: 'event',
       subject_id: f.event.id,
       data: { ...step, due_at: f.timer.due_at },
@@ -157,12 +142,15 @@ async function fireRound(
   await appendAudit(trx, audit);
   return {
     users: notified.flatMap((n) => n.users),
-    queued: firings.flatMap((f) => f.queued.items.map((i) => i.item_id)),
+    queued: firings.flatMap((f) => f.step.queues?.map((q) => q.item_id) ?? []),
     deliveries: notified.reduce((sum, n) => sum + n.deliveries, 0),
   };
 }
 
-/** What one timer sends: a level raises its queue items and reaches its targets; the others, who has it now. */
+/**
+ * What one timer sends and records: a level raises its queue items, reaches its targets and schedules what
+ * follows it; a reminder or the overdue notice goes to whoever has the event now, on the channels they had.
+ */
 async function prepare(
   trx: Transaction<Database>,
   timer: Timer,
@@ -173,36 +161,46 @@ async function prepare(
 ): Promise<Firing> {
   const base = eventTitle(event);
   if (payload.step === 'level') {
-    const level = escalation.policy!.levels[payload.level]!;
+    const policy = escalation.policy!;
+    const level = policy.levels[payload.level]!;
     const title = `Escalated: ${base}`;
     // A shared queue gets one item any member can take, as routing gives it; nobody is sent anything for it.
     const queued = await raiseQueueItems(trx, event, level.targets.groups ?? [], title, now);
     const users = await levelUsers(trx, escalation, level, queued.queues);
     return {
       timer,
-      payload,
       escalation,
       event,
-      level,
-      queued,
       notify: { users, channels: level.channels, title, stepKey: `l${payload.round}_${payload.level}` },
+      step: {
+        kind: 'level',
+        level: payload.level,
+        round: payload.round,
+        at: now,
+        targets: level.targets,
+        queues: queued.items,
+      },
+      action: 'escalation.level_fired',
+      next: nextLevel(event.id, policy, payload, timer.due_at),
     };
   }
   const dueAt = iso(escalation.plan.due_at);
-  const title =
-    payload.step === 'due' ? `Overdue: ${base} (was due at ${dueAt})` : `Reminder: ${base} due at ${dueAt}`;
+  const overdue = payload.step === 'due';
   return {
     timer,
-    payload,
     escalation,
     event,
-    queued: { queues: new Set(), items: [] },
     notify: {
       users: 'current',
       channels: 'used',
-      title,
-      stepKey: payload.step === 'due' ? 'due' : `r${payload.index}`,
+      title: overdue ? `Overdue: ${base} (was due at ${dueAt})` : `Reminder: ${base} due at ${dueAt}`,
+      stepKey: overdue ? 'due' : `r${payload.index}`,
     },
+    step: overdue
+      ? { kind: 'overdue', at: now }
+      : { kind: 'reminder', at: now, targets: { reminder: payload.index } },
+    action: overdue ? 'escalation.overdue' : 'escalation.reminder',
+    next: [],
   };
 }
 

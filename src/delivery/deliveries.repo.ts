@@ -16,22 +16,12 @@ const PENDING = sql.lit<'pending'>('pending');
  * Every outcome clears or replaces completed_at, so the mark lasts exactly one attempt.
  */
 
-/** What a new delivery is for; {@link newDelivery} makes the rest of its row. */
-export interface DeliveryTarget {
-  /** A new id unless given. */
-  id?: string;
-  event_id: string;
-  channel: string;
-  /** The lane it waits in (see the dispatcher): the endpoint, the user channel, or the write-back lane. */
-  lane: string;
-  /** The message id every attempt sends (Standard Webhooks `webhook-id`). */
-  msg_id: string;
-  endpoint_id?: string | null;
-  notification_id?: string | null;
-  user_id?: string | null;
-  /** JSON array: the channels to try next if this one is given up on. */
-  fallback?: string | null;
-}
+/**
+ * What a new delivery is for; {@link newDelivery} makes the rest of its row. `lane` is where it waits (see the
+ * dispatcher): the endpoint, the user channel, or the write-back lane. Without an `id`, it gets a new one.
+ */
+export type DeliveryTarget = Pick<DeliveriesTable, 'event_id' | 'channel' | 'lane' | 'msg_id'> &
+  Partial<Pick<DeliveriesTable, 'id' | 'endpoint_id' | 'notification_id' | 'user_id' | 'fallback'>>;
 
 /** The row of a new delivery, pending and due now. */
 export function newDelivery(target: DeliveryTarget, now: number): Insertable<DeliveriesTable> {

@@ -1,6 +1,12 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import type { Db } from '../db/engine.ts';
-import type { Database, DeliveryRow, NotificationRow, NotificationState } from '../db/tables.ts';
+import type {
+  Database,
+  DeliveryRow,
+  NotificationRow,
+  NotificationState,
+  NotificationsTable,
+} from '../db/tables.ts';
 import { newId } from '../ids.ts';
 
 /** The title a notification of an event shows: the event's title, else its summary, else its type. */
@@ -9,18 +15,13 @@ export function eventTitle(event: { title: string | null; summary: string | null
 }
 
 /** What a new notification says; {@link newNotification} makes the rest of its row. */
-export interface NotificationContent {
-  event_id: string;
-  user_id: string;
-  source_id: string;
-  type: string;
-  severity: string;
-  title: string;
-  summary: string | null;
-  url: string | null;
+export type NotificationContent = Pick<
+  NotificationsTable,
+  'event_id' | 'user_id' | 'source_id' | 'type' | 'severity' | 'title' | 'summary' | 'url'
+> & {
   /** The channels it goes out on, `inapp` included. */
   channels: readonly string[];
-}
+};
 
 /**
  * The row of a new, unread notification, with a new id. Its stream position `seq` is 0 until the writer

@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import type { App, Deps } from '../deps.ts';
 import { findUsersByEmails } from '../directory/users.repo.ts';
 import { HeraldError, invalid } from '../errors.ts';
+import { signedFormsOnly } from '../http/forms.ts';
 import { respond } from './respond.ts';
 
 // Slack signs `v0:{timestamp}:{raw body}` and asks receivers to refuse requests older than five minutes.
@@ -16,14 +17,8 @@ const MAX_SKEW_SECONDS = 5 * 60;
  * Herald user with the same email address.
  */
 export async function slackRoutes(app: App, deps: Deps): Promise<void> {
-  // The signature covers the exact bytes, so the form is kept as sent and parsed after verifying it.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_r, body, done) =>
-    done(null, body),
-  );
-  app.addContentTypeParser('*', (_request, _payload, done) =>
-    done(new HeraldError('unsupported_media_type', 'Slack sends application/x-www-form-urlencoded')),
-  );
+  // The signature covers the form as sent: it is parsed only once verified.
+  signedFormsOnly(app, 'Slack');
 
   app.post(
     '/integrations/slack/interactions',

@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import type { Db } from '../db/engine.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalidMany } from '../errors.ts';
+import { signedFormsOnly } from '../http/forms.ts';
 import { findDeliveryByProviderRef, type Receipt, recordReceipt } from './receipts.ts';
 import {
   isTwilioSigned,
@@ -50,14 +51,8 @@ interface StatusCallback {
 
 /** `POST /v1/integrations/sms/status`: Twilio's delivery receipts (no bearer token; the signature authenticates). */
 export async function smsStatusRoutes(app: App, deps: Deps): Promise<void> {
-  // The signature covers the parameters as sent, so the form is kept as text and parsed here.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_r, body, done) =>
-    done(null, body),
-  );
-  app.addContentTypeParser('*', (_request, _payload, done) =>
-    done(new HeraldError('unsupported_media_type', 'Twilio sends application/x-www-form-urlencoded')),
-  );
+  // The signature covers the form as sent: it is parsed only once verified.
+  signedFormsOnly(app, 'Twilio');
 
   app.post(
     STATUS_CALLBACK_ROUTE,

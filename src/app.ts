@@ -44,7 +44,7 @@ import { sourcesRoutes } from './sources/sources.routes.ts';
 import { subscriptionsRoutes } from './subscriptions/subscriptions.routes.ts';
 import { templatesRoutes } from './templates/templates.routes.ts';
 import { WorkersThread } from './workers/thread.ts';
-import { Workers } from './workers/workers.ts';
+import { type WorkerShare, Workers } from './workers/workers.ts';
 
 export interface HeraldOptions {
   config: Config;
@@ -54,11 +54,12 @@ export interface HeraldOptions {
   /** A pino logger instance or options; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyBaseLogger;
   /**
-   * Run the background workers in a worker thread of their own (`herald serve`), so that HTTP and background
-   * work each get a core. Without it (tests), they are built in this thread, as `Herald.workers`, to start or
-   * drive pass by pass. Needs a database other threads can open: a SQLite file or PostgreSQL, opened here.
+   * Run the background workers in worker threads of their own (`herald serve`; `config.workerThreads` of them),
+   * so that HTTP and background work each get a core. Without it (tests), they are built in this thread, as
+   * `Herald.workers`, to start or drive pass by pass. Needs a database other threads can open: a SQLite file or
+   * PostgreSQL, opened here.
    */
-  workersThread?: boolean;
+  threaded?: boolean;
 }
 
 export interface Herald<W extends Workers | undefined = Workers> {
@@ -85,25 +86,25 @@ function logRequest(request: FastifyRequest) {
 }
 
 /**
- * The workers' thread ended without being asked to: Herald cannot route or deliver without it. Like an
+ * A workers' thread ended without being asked to: Herald cannot route or deliver without it. Like an
  * uncaught error in a single-threaded server, it ends the process, to be restarted by its supervisor;
  * everything accepted is in the database and is picked up again.
  */
 function onThreadDeath(app: App, error: Error): void {
-  app.log.fatal({ err: error }, "the workers' thread died; Herald stops");
+  app.log.fatal({ err: error }, "a workers' thread died; Herald stops");
   process.exit(1);
 }
 
 /** Builds Herald: the Fastify app (not listening) and its workers (not started). */
-export async function buildHerald(
-  options: HeraldOptions & { workersThread: true },
-): Promise<Herald<undefined>>;
-export async function buildHerald(options: HeraldOptions & { workersThread?: false }): Promise<Herald>;
+export async function buildHerald(options: HeraldOptions & { threaded: true }): Promise<Herald<undefined>>;
+export async function buildHerald(options: HeraldOptions & { threaded?: false }): Promise<Herald>;
 export async function buildHerald(options: HeraldOptions): Promise<Herald<Workers | undefined>> {
   const { config } = options;
-  const threaded = options.workersThread === true;
+  const threaded = options.threaded === true;
   if (threaded && (options.store !== undefined || config.databaseUrl === ':memory:'))
-    throw new Error('a workers thread needs a database it can open itself (a SQLite file or PostgreSQL)');
+    throw new Error(
+      "workers' threads need a database they can open themselves (a SQLite file or PostgreSQL)",
+    );
   const clock = options.clock ?? systemClock;
   const app = Fastify({
     loggerInstance: options.logger,
@@ -137,13 +138,13 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
   const ctx: Context = { config, store, clock, log: app.log, metrics: createMetrics() };
   const hub = new InboxHub(ctx);
   const workers = threaded ? undefined : new Workers(ctx);
-  let thread: WorkersThread | undefined;
+  const threads: WorkersThread[] = [];
   const deps: Deps = {
     ...ctx,
     auth: new Authenticator(ctx),
     ingest: new Ingestor(ctx),
     hub,
-    metricsText: async () => exposition(ctx.metrics, thread ? [await thread.metrics()] : []),
+    metricsText: async () => exposition(ctx.metrics, await Promise.all(threads.map((t) => t.metrics()))),
   };
 
   app.setValidatorCompiler(validatorCompiler);
@@ -195,7 +196,14 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
       started ??= (async () => {
         hub.start();
         if (workers !== undefined) workers.start();
-        else thread = await WorkersThread.start({ config, threadLock }, (error) => onThreadDeath(app, error));
+        else {
+          const shares: WorkerShare[] = config.workerThreads === 2 ? ['routing', 'delivery'] : ['all'];
+          for (const share of shares) {
+            threads.push(
+              await WorkersThread.start({ config, threadLock, share }, (error) => onThreadDeath(app, error)),
+            );
+          }
+        }
       })();
       return started;
     },
@@ -206,7 +214,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
         await deps.ingest.close();
         await started?.catch(() => {});
         await workers?.stop();
-        await thread?.stop();
+        await Promise.all(threads.map((t) => t.stop()));
         if (options.store === undefined) await store.close();
       })();
       return closing;

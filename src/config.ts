@@ -19,6 +19,11 @@ export interface Config {
   readonly webhookRetrySchedule: readonly number[];
   /** Largest number of webhook requests in flight to one endpoint. */
   readonly webhookEndpointConcurrency: number;
+  /**
+   * Worker threads `herald serve` runs the background work in: 2 (routing in one, delivery in the other) or 1
+   * (both in one, using less memory).
+   */
+  readonly workerThreads: 1 | 2;
   /** Public base URL of this Herald, used in links it writes; derived from host and port when unset. */
   readonly publicUrl: string;
   /** The VAPID `sub` claim web push is sent with: a `mailto:` or `https:` URL where the push service can reach us. */
@@ -90,6 +95,7 @@ export function loadConfig(env: Env = process.env): Config {
     webhookTimeoutSeconds: integer(env, 'HERALD_WEBHOOK_TIMEOUT', 15, 1, 300),
     webhookRetrySchedule: Object.freeze(schedule.length > 0 ? schedule : DEFAULT_RETRY_SCHEDULE),
     webhookEndpointConcurrency: integer(env, 'HERALD_WEBHOOK_ENDPOINT_CONCURRENCY', 16, 1, 1000),
+    workerThreads: integer(env, 'HERALD_WORKER_THREADS', 2, 1, 2) as 1 | 2,
     publicUrl,
     vapidSubject,
     breakerThreshold: integer(env, 'HERALD_BREAKER_THRESHOLD', 5, 1, 1000),

@@ -18,7 +18,7 @@ export function logOptions(config: Config): LoggerOptions {
   return { level: config.logLevel, redact: { paths: REDACT, censor: '[redacted]' } };
 }
 
-/** The logger of a thread without Fastify (the workers' thread); `thread` names it in every line. */
+/** The logger of a thread without Fastify (a workers' thread); `thread` names it in every line. */
 export function threadLogger(config: Config, thread: string) {
   return pino({ ...logOptions(config), base: { pid: process.pid, hostname: hostname(), thread } });
 }

@@ -27,11 +27,11 @@ const err = (text: string) => process.stderr.write(`${text}\n`);
 
 async function serve(): Promise<void> {
   const config = loadConfig();
-  // The background workers get a thread (and a core) of their own, unless the database lives in this one.
+  // The background workers get threads (and cores) of their own, unless the database lives in this one.
   const herald =
     config.databaseUrl === ':memory:'
       ? await buildHerald({ config })
-      : await buildHerald({ config, workersThread: true });
+      : await buildHerald({ config, threaded: true });
   if (herald.generatedAdminToken !== undefined) {
     // Printed once, on the first start, straight to the terminal (never to the logs).
     out(

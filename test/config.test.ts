@@ -7,6 +7,7 @@ test('defaults give an embedded SQLite file under ./data and port 8080', () => {
   assert.equal(config.port, 8080);
   assert.match(config.databaseUrl, /data\/herald\.db$/);
   assert.equal(config.bodyLimitBytes, 512 * 1024);
+  assert.equal(config.workerThreads, 2);
   assert.ok(Object.isFrozen(config));
 });
 
@@ -20,6 +21,7 @@ test('a bad value stops start-up with a message naming the variable', () => {
     [{ HERALD_OUTBOUND_ALLOW: 'not-an-ip' }, /HERALD_OUTBOUND_ALLOW/],
     [{ HERALD_LOG_LEVEL: 'loud' }, /HERALD_LOG_LEVEL/],
     [{ HERALD_WEBHOOK_RETRY_SCHEDULE: '5,soon' }, /HERALD_WEBHOOK_RETRY_SCHEDULE/],
+    [{ HERALD_WORKER_THREADS: '3' }, /HERALD_WORKER_THREADS/],
   ];
   for (const [env, message] of cases) {
     assert.throws(

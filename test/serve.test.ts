@@ -5,17 +5,24 @@ import { call, databaseFor, startProcess } from './process.ts';
 import { startReceiver } from './receiver.ts';
 
 /*
- * `herald serve` runs its background workers in a thread of their own (src/workers/thread.ts): the HTTP
- * thread ingests and serves the inbox, the workers' thread routes and delivers, both on one database.
+ * `herald serve` runs its background workers in threads of their own (src/workers/thread.ts): the HTTP
+ * thread ingests and serves the inbox, the workers' threads route and deliver, all on one database. By
+ * default routing and delivery each have a thread; `HERALD_WORKER_THREADS=1` puts them in one.
  */
 
-for (const engine of ENGINES) {
-  test(`[${engine}] herald serve: the workers' thread routes, delivers and announces what the HTTP thread takes in`, async (t) => {
+const RUNS = [
+  ...ENGINES.map((engine) => ({ engine, threads: '2' })),
+  { engine: 'sqlite', threads: '1' },
+] as const;
+
+for (const { engine, threads } of RUNS) {
+  test(`[${engine}] herald serve with ${threads} workers' thread(s): they route, deliver and announce what the HTTP thread takes in`, async (t) => {
     const receiver = await startReceiver(t);
     const herald = await startProcess({
       HERALD_DATABASE_URL: await databaseFor(engine, t),
       HERALD_ADMIN_TOKEN: ADMIN_TOKEN,
       HERALD_OUTBOUND_ALLOW: '127.0.0.0/8',
+      HERALD_WORKER_THREADS: threads,
     });
     t.after(() => {
       herald.child.kill('SIGKILL');
@@ -55,7 +62,7 @@ for (const engine of ENGINES) {
       'Order 3 shipped',
     ]);
 
-    // Announcements are fanned out by the workers' thread, woken by the HTTP thread that took the request.
+    // Announcements are fanned out by a workers' thread, woken by the HTTP thread that took the request.
     const announced = await call(base, 'POST', '/v1/announcements', ADMIN_TOKEN, {
       audience: { everyone: true },
       title: 'Maintenance tonight',
@@ -67,7 +74,7 @@ for (const engine of ENGINES) {
       return page.body.items[0]?.title === 'Maintenance tonight' || undefined;
     });
 
-    // One /metrics for both threads: what was ingested here, routed and delivered there.
+    // One /metrics for all threads: what was ingested here, routed and delivered there.
     const metrics = await fetch(`${base}/metrics`).then((r) => r.text());
     const value = (name: string) =>
       metrics
@@ -82,6 +89,6 @@ for (const engine of ENGINES) {
 
     const exited = new Promise<number | null>((resolve) => herald.child.once('exit', resolve));
     herald.child.kill('SIGTERM');
-    assert.equal(await exited, 0, 'both threads stop cleanly');
+    assert.equal(await exited, 0, 'every thread stops cleanly');
   });
 }

@@ -8,13 +8,13 @@ import type { FromThread, ThreadData, ToThread } from './thread.ts';
 import { Workers } from './workers.ts';
 
 /*
- * The workers' thread (see thread.ts): opens its own connection to the database the HTTP thread migrated,
- * runs the workers, answers metrics requests, and on `stop` finishes the work in flight and ends.
+ * A workers' thread (see thread.ts): opens its own connection to the database the HTTP thread migrated,
+ * runs its share of the workers, answers metrics requests, and on `stop` finishes the work in flight and ends.
  */
 
 const port = parentPort!;
-const { config, threadLock } = workerData as ThreadData;
-const log = threadLogger(config, 'workers');
+const { config, threadLock, share } = workerData as ThreadData;
+const log = threadLogger(config, share === 'all' ? 'workers' : share);
 const store = openStore(config.databaseUrl, {
   threadLock,
   onError: (error) => log.error({ err: error }, 'database'),
@@ -45,5 +45,5 @@ port.on('message', (message: ToThread) => {
     });
 });
 
-workers.start();
+workers.start(share);
 send({ kind: 'started' });

@@ -1,10 +1,13 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config.ts';
 import type { MetricsSnapshot } from '../metrics.ts';
+import type { WorkerShare } from './workers.ts';
 
-/** What the workers' thread is started with. */
+/** What a workers' thread is started with. */
 export interface ThreadData {
   readonly config: Config;
+  /** The part of the background work it runs. */
+  readonly share: WorkerShare;
   /** The SQLite write lock's memory, shared with the HTTP thread; none on PostgreSQL. */
   readonly threadLock: SharedArrayBuffer | undefined;
 }
@@ -19,11 +22,11 @@ export type FromThread =
 const METRICS_TIMEOUT_MS = 2_000;
 
 /**
- * The background workers (routing, delivery, announcements, timers) running in a worker thread of their own,
- * so that they and the HTTP thread each can use a core, and a backlog of background work never holds up
- * requests. They share the database with the HTTP thread (on SQLite taking turns to write, see
+ * Background workers (routing, delivery, announcements, timers, or a share of them: see WorkerShare) running in
+ * a worker thread, so that they and the HTTP thread each can use a core, and a backlog of background work never
+ * holds up requests. They share the database with the HTTP thread (on SQLite taking turns to write, see
  * db/sqlite-shared.ts) and hear its wake-ups through the notifier, as another node would. This is the HTTP
- * thread's handle on them.
+ * thread's handle on one such thread.
  */
 export class WorkersThread {
   readonly #worker: Worker;
@@ -47,7 +50,7 @@ export class WorkersThread {
       worker.once('exit', (code) => {
         for (const answer of this.#waiting.values()) answer([]);
         this.#waiting.clear();
-        if (!this.#stopping) onDeath(failure ?? new Error(`the workers' thread exited with code ${code}`));
+        if (!this.#stopping) onDeath(failure ?? new Error(`a workers' thread exited with code ${code}`));
         resolve();
       });
     });
@@ -60,7 +63,7 @@ export class WorkersThread {
   static async start(data: ThreadData, onDeath: (error: Error) => void): Promise<WorkersThread> {
     const worker = new Worker(new URL('./thread-entry.ts', import.meta.url), {
       workerData: data,
-      name: 'herald-workers',
+      name: `herald-${data.share === 'all' ? 'workers' : data.share}`,
     });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: FromThread) => {
@@ -69,7 +72,7 @@ export class WorkersThread {
         worker.off('exit', onEarlyExit);
         resolve();
       };
-      const onEarlyExit = (code: number) => reject(new Error(`the workers' thread exited with code ${code}`));
+      const onEarlyExit = (code: number) => reject(new Error(`a workers' thread exited with code ${code}`));
       worker.on('message', onMessage);
       worker.once('error', reject);
       worker.once('exit', onEarlyExit);

@@ -7,9 +7,16 @@ import { TimerWorker } from '../noise/timers.ts';
 import { Router } from '../routing/router.ts';
 
 /**
+ * The background work one thread runs: all of it, or one of two halves. `routing` decides and creates (the
+ * router, announcements, timers); `delivery` sends what they created (the dispatcher), so that a burst of
+ * routing never stalls the sends in flight, and each half can use a core.
+ */
+export type WorkerShare = 'all' | 'routing' | 'delivery';
+
+/**
  * Herald's background work: routing stored events, delivering, fanning out announcements and firing durable
  * timers. Each claims its work from the database, so any number of them (threads, nodes) can run at once.
- * `herald serve` runs them in a worker thread of their own (thread.ts); tests build them in their own thread
+ * `herald serve` runs them in worker threads of their own (thread.ts); tests build them in their own thread
  * and drive them pass by pass with `runOnce()`.
  */
 export class Workers {
@@ -26,11 +33,14 @@ export class Workers {
     this.timers = new TimerWorker(ctx, noiseTimerHandlers(ctx.store), escalationTimerHandlers(ctx.store));
   }
 
-  start(): void {
-    this.router.start();
-    this.dispatcher.start();
-    this.announcements.start();
-    this.timers.start();
+  /** Starts the workers of `share`; the others stay idle (stopping them is harmless). */
+  start(share: WorkerShare = 'all'): void {
+    if (share !== 'delivery') {
+      this.router.start();
+      this.announcements.start();
+      this.timers.start();
+    }
+    if (share !== 'routing') this.dispatcher.start();
   }
 
   /** Stops taking new work and waits for the work in flight (a delivery waits for its answer). */

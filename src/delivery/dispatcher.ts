@@ -3,6 +3,7 @@ import { USER_CHANNELS } from '../channels/registry.ts';
 import type { Context } from '../context.ts';
 import { type Keys, loadKeys } from '../settings/keys.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
+import { AHEAD, type LaneState, plainLane, planClaim } from './claim-plan.ts';
 import {
   claimDueDeliveries,
   claimLaneDeliveries,
@@ -27,18 +28,6 @@ const LEASE_MARGIN_MS = 10_000;
 // Time kept in hand after a send for its outcome to be committed; a job that could not start before its lease
 // minus this (and the timeout) is given back unsent.
 const COMMIT_SLACK_MS = 5_000;
-
-interface LaneState {
-  inFlight: number;
-  /** When a send of this lane last finished (`performance.now()`): how we tell a busy lane from a stuck one. */
-  lastDoneAt: number;
-  /** Claimed, waiting for a free slot (or a rate-limit token) of this lane. */
-  queue: Job[];
-  rules: LaneRules;
-  /** Rate limit: when the next request may start. */
-  nextStartAt: number;
-  timer: NodeJS.Timeout | undefined;
-}
 
 /**
  * Sends due deliveries on every channel. The database is the queue: deliveries are claimed with a lease, sent
@@ -147,43 +136,15 @@ export class Dispatcher {
     this.#keys ??= await loadKeys(store.db);
     const now = clock.now();
     const rules = await this.#laneRules(now);
-    const roomFor = new Map<string, number>();
-    const exclude: string[] = [];
-    const orderedHeads: string[] = [];
     for (const [lane, rule] of rules) this.#lane(lane, rule);
-    let working = false;
-    let workingWithRoom = false;
-    let workingRoom = 0;
-    let workingLanes = 0;
-    /** Lanes in work with room, claimed for one by one when few lanes are in work (see below). */
-    const targeted: [string, number][] = [];
-    for (const [id, lane] of this.#lanes) {
-      const rule = rules.get(id) ?? { ...PLAIN, concurrency: this.#perEndpoint };
-      lane.rules = rule;
-      const held = lane.inFlight + lane.queue.length;
-      let room = this.#wantsMore(lane, rule) ? AHEAD * rule.concurrency - held : 0;
-      // Not for a handful: a claim costs about the same for 5 rows as for 50.
-      if (room < rule.concurrency / 2) room = 0;
-      if (rule.probing) room = held === 0 ? 1 : 0;
-      if (rule.pausedUntil !== null) room = 0;
-      if (held > 0) {
-        working = true;
-        workingLanes++;
-        if (room > 0) workingWithRoom = true;
-        workingRoom += Math.max(room, 0);
-        if (room > 0 && !rule.ordered && !id.startsWith('callback:')) targeted.push([id, room]);
-      }
-      if (rule.ordered) {
-        if (room > 0 && held === 0) orderedHeads.push(id);
-        exclude.push(id);
-      } else if (room <= 0) exclude.push(id);
-      else if (room !== AHEAD * this.#perEndpoint) roomFor.set(id, room);
-    }
+    for (const [id, lane] of this.#lanes) lane.rules = rules.get(id) ?? plainLane(this.#perEndpoint);
+    const real = performance.now();
+    const { roomFor, exclude, orderedHeads, targeted, workingLanes, workingWithRoom, workingRoom } =
+      planClaim(this.#lanes, this.#perEndpoint, real);
     // Every lane being worked on is full: a claim now could only find other lanes' work, and to do so it reads
     // past the full lanes' backlog. Do that at most every IDLE_CLAIM_MS, or at once when work was announced.
-    const real = performance.now();
     const announced = this.#announced;
-    if (working && !workingWithRoom && orderedHeads.length === 0 && !announced) {
+    if (workingLanes > 0 && !workingWithRoom && orderedHeads.length === 0 && !announced) {
       if (real - this.#idleClaimAt < IDLE_CLAIM_MS) return { jobs: [], claimed: 0 };
       this.#idleClaimAt = real;
     }
@@ -232,16 +193,6 @@ export class Dispatcher {
   }
 
   /**
-   * Whether to claim more for a lane: while less than one round is queued, unless every slot is taken by sends
-   * that have not finished for a while (a slow receiver gets no more than it can take, and leaves the node's
-   * capacity to the others).
-   */
-  #wantsMore(lane: LaneState, rule: LaneRules): boolean {
-    if (lane.queue.length >= rule.concurrency) return false;
-    return lane.inFlight < rule.concurrency || performance.now() - lane.lastDoneAt < STUCK_MS;
-  }
-
-  /**
    * Lane rules change rarely (an endpoint edited, a circuit opening), so they are read at most every
    * LANE_RULES_MS; an outcome that changes a circuit on this node drops them at once.
    */
@@ -259,7 +210,7 @@ export class Dispatcher {
         inFlight: 0,
         lastDoneAt: Number.NEGATIVE_INFINITY,
         queue: [],
-        rules: rules ?? { ...PLAIN, concurrency: this.#perEndpoint },
+        rules: rules ?? plainLane(this.#perEndpoint),
         nextStartAt: 0,
         timer: undefined,
       };
@@ -349,19 +300,7 @@ export class Dispatcher {
   }
 }
 
-/** A claim takes up to this many times a lane's concurrency, so the next round is in hand when a slot frees. */
-const AHEAD = 4;
 const LANE_RULES_MS = 1_000;
-/** A lane with every slot busy and no send finished for this long is treated as slow. */
-const STUCK_MS = 50;
 const IDLE_CLAIM_MS = 25;
 /** While at most this many lanes are in work, each is claimed for by name. */
 const TARGETED_LANES = 2;
-
-const PLAIN: LaneRules = {
-  concurrency: 0,
-  rateLimit: null,
-  ordered: false,
-  pausedUntil: null,
-  probing: false,
-};

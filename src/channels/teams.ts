@@ -1,6 +1,6 @@
 import { retryAfter } from '../delivery/webhook.ts';
-import { type Message, type ProviderKind, result, type SendResult, truncate } from './channel.ts';
-import { type ChatAnswer, clip, emptyConfig, isAnswer, postChat } from './slack.ts';
+import { type Message, result, type SendResult, truncate } from './channel.ts';
+import { type ChatAnswer, chatProvider, clip } from './chat.ts';
 
 /*
  * Microsoft Teams through a Workflows (Power Automate) webhook, "Post to a channel when a webhook request is
@@ -121,16 +121,4 @@ function classify(answer: ChatAnswer, now: number): SendResult {
 }
 
 /** Microsoft Teams through Workflows webhooks with Adaptive Cards (`teams`, channel `chat`); the address is the URL. */
-export const teamsProvider: ProviderKind<Record<string, never>, string> = {
-  kind: 'teams',
-  channel: 'chat',
-  validate: (config) => emptyConfig('teams', config),
-  redact: () => ({}),
-  create: (_config, options) => ({
-    async send(message, address) {
-      const answer = await postChat(address, teamsBody(message), options);
-      return isAnswer(answer) ? classify(answer, options.now()) : answer;
-    },
-    async close() {},
-  }),
-};
+export const teamsProvider = chatProvider('teams', teamsBody, classify);

@@ -197,12 +197,16 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
         hub.start();
         if (workers !== undefined) workers.start();
         else {
+          // Started together (each loads Herald's modules); those that did start are kept, for close() to stop.
           const shares: WorkerShare[] = config.workerThreads === 2 ? ['routing', 'delivery'] : ['all'];
-          for (const share of shares) {
-            threads.push(
-              await WorkersThread.start({ config, threadLock, share }, (error) => onThreadDeath(app, error)),
-            );
-          }
+          const starts = await Promise.allSettled(
+            shares.map((share) =>
+              WorkersThread.start({ config, threadLock, share }, (error) => onThreadDeath(app, error)),
+            ),
+          );
+          for (const start of starts) if (start.status === 'fulfilled') threads.push(start.value);
+          const failed = starts.find((start) => start.status === 'rejected');
+          if (failed !== undefined) throw failed.reason;
         }
       })();
       return started;

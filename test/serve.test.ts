@@ -11,12 +11,12 @@ import { startReceiver } from './receiver.ts';
  */
 
 const RUNS = [
-  ...ENGINES.map((engine) => ({ engine, threads: '2' })),
-  { engine: 'sqlite', threads: '1' },
+  ...ENGINES.map((engine) => ({ engine, threads: '2', layout: 'routing and delivery threads' })),
+  { engine: 'sqlite', threads: '1', layout: 'one workers thread' },
 ] as const;
 
-for (const { engine, threads } of RUNS) {
-  test(`[${engine}] herald serve with ${threads} workers' thread(s): they route, deliver and announce what the HTTP thread takes in`, async (t) => {
+for (const { engine, threads, layout } of RUNS) {
+  test(`[${engine}] herald serve with ${layout}: they route, deliver and announce what the HTTP thread takes in`, async (t) => {
     const receiver = await startReceiver(t);
     const herald = await startProcess({
       HERALD_DATABASE_URL: await databaseFor(engine, t),

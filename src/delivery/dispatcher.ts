@@ -136,7 +136,8 @@ export class Dispatcher {
     this.#keys ??= await loadKeys(store.db);
     const now = clock.now();
     const rules = await this.#laneRules(now);
-    for (const [lane, rule] of rules) this.#lane(lane, rule);
+    // Lanes with rules of their own take part even before they hold work (user channels always do).
+    for (const id of rules.keys()) this.#lane(id);
     for (const [id, lane] of this.#lanes) lane.rules = rules.get(id) ?? plainLane(this.#perEndpoint);
     const real = performance.now();
     const { roomFor, exclude, orderedHeads, targeted, workingLanes, workingWithRoom, workingRoom } =
@@ -203,14 +204,14 @@ export class Dispatcher {
     return this.#rules.rules;
   }
 
-  #lane(id: string, rules?: LaneRules): LaneState {
+  #lane(id: string): LaneState {
     let lane = this.#lanes.get(id);
     if (lane === undefined) {
       lane = {
         inFlight: 0,
         lastDoneAt: Number.NEGATIVE_INFINITY,
         queue: [],
-        rules: rules ?? plainLane(this.#perEndpoint),
+        rules: plainLane(this.#perEndpoint),
         nextStartAt: 0,
         timer: undefined,
       };

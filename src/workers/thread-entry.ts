@@ -4,7 +4,7 @@ import type { Context } from '../context.ts';
 import { openStore } from '../db/engine.ts';
 import { threadLogger } from '../log.ts';
 import { createMetrics, type MetricsSnapshot } from '../metrics.ts';
-import type { FromThread, ThreadData, ToThread } from './thread.ts';
+import { type FromThread, type ThreadData, type ToThread, threadName } from './thread.ts';
 import { Workers } from './workers.ts';
 
 /*
@@ -14,7 +14,7 @@ import { Workers } from './workers.ts';
 
 const port = parentPort!;
 const { config, threadLock, share } = workerData as ThreadData;
-const log = threadLogger(config, share === 'all' ? 'workers' : share);
+const log = threadLogger(config, threadName(share));
 const store = openStore(config.databaseUrl, {
   threadLock,
   onError: (error) => log.error({ err: error }, 'database'),

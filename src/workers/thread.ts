@@ -12,6 +12,11 @@ export interface ThreadData {
   readonly threadLock: SharedArrayBuffer | undefined;
 }
 
+/** How a share's thread is named: in its log lines' `thread`, and (prefixed `herald-`) as the thread. */
+export function threadName(share: WorkerShare): string {
+  return share === 'all' ? 'workers' : share;
+}
+
 export type ToThread = { kind: 'stop' } | { kind: 'metrics'; id: number };
 export type FromThread =
   | { kind: 'started' }
@@ -63,7 +68,7 @@ export class WorkersThread {
   static async start(data: ThreadData, onDeath: (error: Error) => void): Promise<WorkersThread> {
     const worker = new Worker(new URL('./thread-entry.ts', import.meta.url), {
       workerData: data,
-      name: `herald-${data.share === 'all' ? 'workers' : data.share}`,
+      name: `herald-${threadName(data.share)}`,
     });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: FromThread) => {

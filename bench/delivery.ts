@@ -76,11 +76,17 @@ const epochMs = () => performance.timeOrigin + performance.now();
 export interface DeliveryResults {
   receiver_capacity?: ReceiverCapacity;
   endpoints_1?: DeliveryFigures;
-  endpoints_10?: DeliveryFigures;
   endpoints_100?: DeliveryFigures;
+  /** The 10-endpoint runs, each right before a run of {@link with_slow_endpoint}. */
+  endpoints_10: DeliveryFigures[];
   /** The 10 fast endpoints again, beside one that answers after `slow_ms`; compare with `endpoints_10`. */
-  with_slow_endpoint?: DeliveryFigures;
+  with_slow_endpoint: DeliveryFigures[];
   slow_ms: number;
+}
+
+/** Deliveries per second over several runs of one phase: all they delivered over all the time they took. */
+export function pooledRate(runs: readonly DeliveryFigures[]): number {
+  return Math.round(sum(runs.map((r) => r.delivered)) / sum(runs.map((r) => r.complete_s)));
 }
 
 /** Forks bench/receiver.ts (paths under `/slow/` answer after `slowMs`) and resolves once it listens. */

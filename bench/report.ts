@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AnnouncementFigures } from './announcement.ts';
-import type { DeliveryFigures, DeliveryResults } from './delivery.ts';
+import { type DeliveryFigures, type DeliveryResults, pooledRate } from './delivery.ts';
 import type { EscalationResults, Lateness } from './escalation.ts';
 import type { IngestFigures } from './ingest.ts';
 import type { Distribution, LatencyFigures } from './latency.ts';
@@ -167,41 +167,44 @@ function deliveryRows({ delivery }: BenchResults): Row[] {
       capacity.errors > 0 ? `${count(capacity.errors)} errors` : '',
     ]);
   }
-  const phases: [string, DeliveryFigures | undefined][] = [
-    ['1 endpoint', delivery.endpoints_1],
+  const phases: [string, DeliveryFigures[]][] = [
+    ['1 endpoint', delivery.endpoints_1 ? [delivery.endpoints_1] : []],
     ['10 endpoints', delivery.endpoints_10],
-    ['100 endpoints', delivery.endpoints_100],
+    ['100 endpoints', delivery.endpoints_100 ? [delivery.endpoints_100] : []],
   ];
-  for (const [name, figures] of phases) {
-    if (!figures) continue;
-    const ratio = capacity
-      ? ` (${(figures.deliveries_per_s / capacity.requests_per_s).toFixed(2)} x receiver)`
-      : '';
+  for (const [name, runs] of phases) {
+    if (runs.length === 0) continue;
+    const rate = pooledRate(runs);
+    const ratio = capacity ? ` (${(rate / capacity.requests_per_s).toFixed(2)} x receiver)` : '';
     rows.push([
-      `webhook delivery, ${name}`,
-      `${count(figures.deliveries_per_s)} deliveries/s`,
+      `webhook delivery, ${name}${runsNote(runs)}`,
+      `${count(rate)} deliveries/s`,
       `>= ${count(TARGETS.deliveriesPerS)}`,
-      `${completion(figures, figures.deliveries_per_s >= TARGETS.deliveriesPerS)}${ratio}`,
+      `${completion(runs, rate >= TARGETS.deliveriesPerS)}${ratio}`,
     ]);
-    rows.push(timingRow(figures));
+    rows.push(...runs.map(timingRow));
   }
   const slow = delivery.with_slow_endpoint;
-  if (slow) {
+  if (slow.length > 0) {
     const alone = delivery.endpoints_10;
-    const ratio = alone ? slow.deliveries_per_s / alone.deliveries_per_s : Number.NaN;
+    const ratio = alone.length > 0 ? pooledRate(slow) / pooledRate(alone) : Number.NaN;
     rows.push([
-      `10 endpoints beside 1 slow (${delivery.slow_ms / 1000} s)`,
-      `${count(slow.deliveries_per_s)} deliveries/s`,
+      `10 endpoints beside 1 slow (${delivery.slow_ms / 1000} s)${runsNote(slow)}`,
+      `${count(pooledRate(slow))} deliveries/s`,
       `>= ${TARGETS.slowEndpointRatio} x 10 endpoints alone`,
       Number.isNaN(ratio)
         ? 'no 10-endpoint figure'
         : `${ratio.toFixed(2)} ${completion(slow, ratio >= TARGETS.slowEndpointRatio)}`,
     ]);
-    rows.push(timingRow(slow));
-    rows.push(['  the slow endpoint meanwhile', `${count(slow.slow_delivered)} deliveries`, '', '']);
+    rows.push(...slow.map(timingRow));
+    const slowDelivered = slow.reduce((total, run) => total + run.slow_delivered, 0);
+    rows.push(['  the slow endpoint meanwhile', `${count(slowDelivered)} deliveries`, '', '']);
   }
   return rows;
 }
+
+/** Names how many runs a delivery figure pools, when more than one. */
+const runsNote = (runs: readonly DeliveryFigures[]) => (runs.length > 1 ? `, ${runs.length} runs` : '');
 
 /** Publish time, first delivery and completion of one delivery phase, all from the first publish request. */
 function timingRow(figures: DeliveryFigures): Row {
@@ -215,8 +218,9 @@ function timingRow(figures: DeliveryFigures): Row {
 }
 
 /** The verdict, or FAIL with the count of deliveries that did not arrive in time. */
-function completion(figures: DeliveryFigures, pass: boolean): string {
-  return figures.complete ? verdict(pass) : `FAIL (${count(figures.expected - figures.delivered)} missing)`;
+function completion(runs: readonly DeliveryFigures[], pass: boolean): string {
+  const missing = runs.reduce((total, run) => total + run.expected - run.delivered, 0);
+  return missing === 0 ? verdict(pass) : `FAIL (${count(missing)} missing)`;
 }
 
 function announcementRows({ announcement: a }: BenchResults): Row[] {
@@ -345,11 +349,13 @@ function cpuRows({ herald, load_generator, baseline }: BenchResults): string[][]
 
 /** CPU of Herald, the receiver and the benchmark process while each delivery phase ran. */
 function deliveryCpuRows(delivery: DeliveryResults): string[][] {
+  const numbered = (name: string, runs: DeliveryFigures[]) =>
+    runs.map((run, i): [string, DeliveryFigures] => [runs.length > 1 ? `${name} #${i + 1}` : name, run]);
   const phases: [string, DeliveryFigures | undefined][] = [
     ['1 endpoint', delivery.endpoints_1],
     ['100 endpoints', delivery.endpoints_100],
-    ['10 endpoints', delivery.endpoints_10],
-    ['10 + 1 slow', delivery.with_slow_endpoint],
+    ...numbered('10 endpoints', delivery.endpoints_10),
+    ...numbered('10 + 1 slow', delivery.with_slow_endpoint),
   ];
   const measured = phases.filter((entry): entry is [string, DeliveryFigures] => entry[1] !== undefined);
   const row = (name: string, process: keyof DeliveryFigures['cpu_percent']) => [

@@ -11,10 +11,10 @@ import { dropSchema, waitFor } from './helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 
-/** Starts `herald serve` as a real process and waits until it is ready. */
+/** Starts `herald serve` as a real process and waits until it is ready; `output()` is what it printed so far. */
 export async function startProcess(
   env: Record<string, string>,
-): Promise<{ child: ChildProcess; base: string }> {
+): Promise<{ child: ChildProcess; base: string; output: () => string }> {
   const child = spawn(process.execPath, ['src/main.ts', 'serve'], {
     cwd: ROOT,
     env: { ...process.env, ...env, HERALD_PORT: '0', HERALD_HOST: '127.0.0.1', HERALD_LOG_LEVEL: 'info' },
@@ -32,7 +32,7 @@ export async function startProcess(
     const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
     return match?.[1];
   }, 30_000);
-  return { child, base };
+  return { child, base, output: () => output };
 }
 
 /** Calls a running Herald over HTTP with a bearer token. */

@@ -10,12 +10,17 @@ import { startReceiver } from './receiver.ts';
  * default routing and delivery each have a thread; `HERALD_WORKER_THREADS=1` puts them in one.
  */
 
+const BOTH = {
+  routing: ['router', 'announcements', 'timers'],
+  delivery: ['dispatcher'],
+};
+const ONE = { workers: ['router', 'announcements', 'timers', 'dispatcher'] };
 const RUNS = [
-  ...ENGINES.map((engine) => ({ engine, threads: '2', layout: 'routing and delivery threads' })),
-  { engine: 'sqlite', threads: '1', layout: 'one workers thread' },
+  ...ENGINES.map((engine) => ({ engine, threads: '2', layout: 'routing and delivery threads', runs: BOTH })),
+  { engine: 'sqlite', threads: '1', layout: 'one workers thread', runs: ONE },
 ] as const;
 
-for (const { engine, threads, layout } of RUNS) {
+for (const { engine, threads, layout, runs } of RUNS) {
   test(`[${engine}] herald serve with ${layout}: they route, deliver and announce what the HTTP thread takes in`, async (t) => {
     const receiver = await startReceiver(t);
     const herald = await startProcess({
@@ -28,6 +33,13 @@ for (const { engine, threads, layout } of RUNS) {
       herald.child.kill('SIGKILL');
     });
     const { base } = herald;
+    // Each thread runs its share of the workers, and no worker runs twice.
+    const started = herald
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"msg":"workers started"'))
+      .map((line) => JSON.parse(line) as { thread: string; workers: string[] });
+    assert.deepEqual(Object.fromEntries(started.map((s) => [s.thread, s.workers])), runs);
     const source = await call(base, 'POST', '/v1/sources', ADMIN_TOKEN, { id: 'erp', name: 'ERP' });
     await call(base, 'PUT', '/v1/users/ann', ADMIN_TOKEN, { name: 'Ann' });
     await call(base, 'PUT', '/v1/endpoints/desk', ADMIN_TOKEN, { url: receiver.url, types: ['order.*'] });

@@ -45,5 +45,5 @@ port.on('message', (message: ToThread) => {
     });
 });
 
-workers.start(share);
+log.info({ workers: workers.start(share) }, 'workers started');
 send({ kind: 'started' });

@@ -33,14 +33,22 @@ export class Workers {
     this.timers = new TimerWorker(ctx, noiseTimerHandlers(ctx.store), escalationTimerHandlers(ctx.store));
   }
 
-  /** Starts the workers of `share`; the others stay idle (stopping them is harmless). */
-  start(share: WorkerShare = 'all'): void {
+  /**
+   * Starts the workers of `share` and returns their names; the others stay idle (stopping them is harmless).
+   */
+  start(share: WorkerShare = 'all'): string[] {
+    const started: string[] = [];
     if (share !== 'delivery') {
       this.router.start();
       this.announcements.start();
       this.timers.start();
+      started.push('router', 'announcements', 'timers');
     }
-    if (share !== 'routing') this.dispatcher.start();
+    if (share !== 'routing') {
+      this.dispatcher.start();
+      started.push('dispatcher');
+    }
+    return started;
   }
 
   /** Stops taking new work and waits for the work in flight (a delivery waits for its answer). */

@@ -1,4 +1,5 @@
 import { sql, type Transaction } from 'kysely';
+import { chunkEntries } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { Database, EventRow, NotificationRow, ResponseRow } from '../db/tables.ts';
 
@@ -79,8 +80,7 @@ export async function resolveNotifications(
   now: number,
 ): Promise<string[]> {
   const users = new Set<string>();
-  for (let i = 0; i < ids.length; i += 500) {
-    const chunk = ids.slice(i, i + 500);
+  for (const [i, chunk] of chunkEntries(ids)) {
     const seq = sql<number>`case ${sql.join(
       chunk.map((id, j) => sql`when id = ${id} then ${sql.lit(firstSeq + i + j)}`),
       sql` `,

@@ -126,3 +126,16 @@ function statementText(
   }
   return text;
 }
+
+/** Ids per `in (...)` list (or rows per insert): far inside SQLite's 32,766 and PostgreSQL's 65,535 bound values. */
+export const IDS_PER_LIST = 500;
+
+/** `items` in consecutive slices of at most `size`: one statement's worth each. */
+export function* chunks<T>(items: readonly T[], size = IDS_PER_LIST): Generator<T[]> {
+  for (const [, chunk] of chunkEntries(items, size)) yield chunk;
+}
+
+/** {@link chunks} with the index in `items` of each slice's first item, as `[offset, slice]` pairs. */
+export function* chunkEntries<T>(items: readonly T[], size = IDS_PER_LIST): Generator<[number, T[]]> {
+  for (let i = 0; i < items.length; i += size) yield [i, items.slice(i, i + size)];
+}

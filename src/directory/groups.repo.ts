@@ -1,16 +1,12 @@
 import type { Selectable } from 'kysely';
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { GroupsTable } from '../db/tables.ts';
 
 export type GroupRow = Selectable<GroupsTable>;
 
-const IN_CHUNK = 500;
 // Two bound values per membership row; well inside SQLite's 32,766.
 const INSERT_CHUNK = 5000;
-
-function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
-  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
-}
 
 /** Creates the group or renames it (and sets whether it is a shared queue); returns whether it was created. */
 export async function upsertGroup(
@@ -63,7 +59,7 @@ export async function listGroups(db: Db, page: { after: string | undefined; limi
 /** Which of `ids` exist as groups. */
 export async function existingGroupIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
   const found = new Set<string>();
-  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(ids)])) {
     const rows = await db.selectFrom('groups').select('id').where('id', 'in', chunk).execute();
     for (const row of rows) found.add(row.id);
   }
@@ -73,7 +69,7 @@ export async function existingGroupIds(db: Db, ids: readonly string[]): Promise<
 /** Which of `ids` are groups that act as a shared queue. */
 export async function queueGroupIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
   const found = new Set<string>();
-  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(ids)])) {
     const rows = await db
       .selectFrom('groups')
       .select('id')
@@ -99,7 +95,7 @@ export async function groupsContaining(db: Db, userId: string): Promise<Set<stri
   let frontier = [...seen];
   while (frontier.length > 0) {
     const next: string[] = [];
-    for (const chunk of chunks(frontier, IN_CHUNK)) {
+    for (const chunk of chunks(frontier)) {
       const rows = await db
         .selectFrom('group_groups')
         .select('group_id')
@@ -128,7 +124,7 @@ export async function groupMembers(
   groupIds: string[],
 ): Promise<{ group_id: string; user_id: string }[]> {
   const out: { group_id: string; user_id: string }[] = [];
-  for (const chunk of chunks([...new Set(groupIds)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(groupIds)])) {
     const rows = await db
       .selectFrom('group_members')
       .select(['group_id', 'user_id'])
@@ -204,7 +200,7 @@ export async function nestingBelow(db: Db, roots: readonly string[]): Promise<Ma
   const seen = new Set(frontier);
   while (frontier.length > 0) {
     const next: string[] = [];
-    for (const chunk of chunks(frontier, IN_CHUNK)) {
+    for (const chunk of chunks(frontier)) {
       const rows = await db
         .selectFrom('group_groups')
         .select(['group_id', 'child_id'])

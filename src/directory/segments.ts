@@ -1,4 +1,5 @@
 import { type RawBuilder, sql } from 'kysely';
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 
 /**
@@ -37,8 +38,8 @@ export async function findSegmentUsers(db: Db, query: SegmentQuery): Promise<Seg
     return out;
   }
   const first = [...new Set(query.attributes[names[0]!])];
-  for (let i = 0; i < first.length; i += VALUE_CHUNK) {
-    const values = { ...query.attributes, [names[0]!]: first.slice(i, i + VALUE_CHUNK) };
+  for (const chunk of chunks(first, VALUE_CHUNK)) {
+    const values = { ...query.attributes, [names[0]!]: chunk };
     const result = await segmentStatement(names, values, query.roles).execute(db);
     for (const row of result.rows) {
       let matched = out.get(row.user_id);

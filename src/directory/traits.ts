@@ -1,3 +1,4 @@
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { AttributeValue } from './users.validate.ts';
 
@@ -17,15 +18,14 @@ export function attributeTexts(value: AttributeValue | unknown): string[] {
 
 // Three bound values per row; well inside SQLite's 32,766.
 const INSERT_CHUNK = 8000;
-const IN_CHUNK = 500;
 
 /** Replaces the role and attribute rows of these users with what they now hold. */
 export async function writeTraits(
   db: Db,
   users: readonly { id: string; roles: readonly string[]; attributes: Record<string, AttributeValue> }[],
 ): Promise<void> {
-  for (let i = 0; i < users.length; i += IN_CHUNK) {
-    const ids = users.slice(i, i + IN_CHUNK).map((u) => u.id);
+  for (const chunk of chunks(users)) {
+    const ids = chunk.map((u) => u.id);
     await db.deleteFrom('user_roles').where('user_id', 'in', ids).execute();
     await db.deleteFrom('user_attributes').where('user_id', 'in', ids).execute();
   }
@@ -35,17 +35,11 @@ export async function writeTraits(
       [...new Set(attributeTexts(value))].map((text) => ({ user_id: u.id, name, value: text })),
     ),
   );
-  for (let i = 0; i < roles.length; i += INSERT_CHUNK) {
-    await db
-      .insertInto('user_roles')
-      .values(roles.slice(i, i + INSERT_CHUNK))
-      .execute();
+  for (const chunk of chunks(roles, INSERT_CHUNK)) {
+    await db.insertInto('user_roles').values(chunk).execute();
   }
-  for (let i = 0; i < attributes.length; i += INSERT_CHUNK) {
-    await db
-      .insertInto('user_attributes')
-      .values(attributes.slice(i, i + INSERT_CHUNK))
-      .execute();
+  for (const chunk of chunks(attributes, INSERT_CHUNK)) {
+    await db.insertInto('user_attributes').values(chunk).execute();
   }
 }
 

@@ -1,3 +1,4 @@
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { UserRow } from '../db/tables.ts';
 import { writeTraits } from './traits.ts';
@@ -5,14 +6,8 @@ import type { UserInput } from './users.validate.ts';
 
 export type { UserRow };
 
-/** Ids per `in (...)` list. */
-const IN_CHUNK = 500;
 // SQLite allows 32,766 bound values per statement; a user row binds 11.
 const INSERT_CHUNK = 2500;
-
-function* chunks<T>(items: readonly T[], size: number): Generator<T[]> {
-  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
-}
 
 function toRow(user: UserInput, now: number) {
   return {
@@ -58,7 +53,7 @@ export async function findUser(db: Db, id: string): Promise<UserRow | undefined>
 /** The users with these ids (those that exist, in no particular order). */
 export async function findUsersByIds(db: Db, ids: string[]): Promise<UserRow[]> {
   const out: UserRow[] = [];
-  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(ids)])) {
     out.push(...(await db.selectFrom('users').selectAll().where('id', 'in', chunk).execute()));
   }
   return out;
@@ -67,7 +62,7 @@ export async function findUsersByIds(db: Db, ids: string[]): Promise<UserRow[]> 
 /** Which of `ids` exist as users. */
 export async function existingUserIds(db: Db, ids: readonly string[]): Promise<Set<string>> {
   const found = new Set<string>();
-  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(ids)])) {
     const rows = await db.selectFrom('users').select('id').where('id', 'in', chunk).execute();
     for (const row of rows) found.add(row.id);
   }
@@ -78,7 +73,7 @@ export async function existingUserIds(db: Db, ids: readonly string[]): Promise<S
 export async function findUsersByEmails(db: Db, emails: string[]): Promise<UserRow[]> {
   const wanted = [...new Set(emails.map((e) => e.toLowerCase()))];
   const out: UserRow[] = [];
-  for (const chunk of chunks(wanted, IN_CHUNK)) {
+  for (const chunk of chunks(wanted)) {
     out.push(...(await db.selectFrom('users').selectAll().where('email', 'in', chunk).execute()));
   }
   return out;
@@ -90,7 +85,7 @@ export async function findManagers(
   ids: readonly string[],
 ): Promise<Map<string, { manager: string | null; known: boolean }>> {
   const out = new Map<string, { manager: string | null; known: boolean }>();
-  for (const chunk of chunks([...new Set(ids)], IN_CHUNK)) {
+  for (const chunk of chunks([...new Set(ids)])) {
     const rows = await db
       .selectFrom('users as u')
       .leftJoin('users as m', 'm.id', 'u.manager')

@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import { type AuditEntry, appendAudit } from '../audit/audit.repo.ts';
 import { iso } from '../clock.ts';
+import { chunks } from '../db/bulk.ts';
 import type { Store } from '../db/engine.ts';
 import { publishIds } from '../db/notifier.ts';
 import type { Database, EscalationStatus, EventRow } from '../db/tables.ts';
@@ -207,8 +208,7 @@ async function prepare(
 /** The events among these timers' whose escalations have other timers waiting (besides the ones firing). */
 async function othersWaiting(trx: Transaction<Database>, firing: readonly Timer[]): Promise<Set<string>> {
   const waiting = new Set<string>();
-  for (let i = 0; i < firing.length; i += CHUNK) {
-    const chunk = firing.slice(i, i + CHUNK);
+  for (const chunk of chunks(firing, CHUNK)) {
     const rows = await trx
       .selectFrom('timers')
       .select('payload')

@@ -1,6 +1,6 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import { isUserChannel } from '../channels/registry.ts';
-import { insertInChunks, writeInChunks } from '../db/bulk.ts';
+import { chunks, insertInChunks, writeInChunks } from '../db/bulk.ts';
 import type { Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { userDelivery } from '../delivery/fallback.ts';
@@ -133,11 +133,11 @@ async function usedChannels(
   notificationIds: string[],
 ): Promise<Map<string, string[]>> {
   const used = new Map<string, string[]>();
-  for (let i = 0; i < notificationIds.length; i += CHUNK) {
+  for (const chunk of chunks(notificationIds)) {
     const rows = await trx
       .selectFrom('deliveries')
       .select(['notification_id', 'channel'])
-      .where('notification_id', 'in', notificationIds.slice(i, i + CHUNK))
+      .where('notification_id', 'in', chunk)
       .execute();
     for (const d of rows) {
       if (d.notification_id === null) continue;
@@ -179,10 +179,10 @@ async function reviveNotifications(trx: Transaction<Database>, rows: Revived[]):
  * the new title anyway.
  */
 async function resend(trx: Transaction<Database>, rows: Insertable<Database['deliveries']>[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += CHUNK) {
+  for (const chunk of chunks(rows)) {
     await trx
       .insertInto('deliveries')
-      .values(rows.slice(i, i + CHUNK))
+      .values(chunk)
       .onConflict((oc) =>
         oc
           .columns(['notification_id', 'channel'])
@@ -202,6 +202,3 @@ async function resend(trx: Transaction<Database>, rows: Insertable<Database['del
       .execute();
   }
 }
-
-// Rows per statement: well inside both engines' limits on bound values.
-const CHUNK = 500;

@@ -1,5 +1,6 @@
 import type { Insertable, Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
+import { chunks } from '../db/bulk.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { parseDuration } from '../noise/time.ts';
 import { type NewTimer, scheduleTimers } from '../noise/timers.ts';
@@ -129,10 +130,10 @@ export async function startEscalations(
       updated_at: now,
     });
   }
-  for (let i = 0; i < rows.length; i += 500) {
+  for (const chunk of chunks(rows)) {
     await trx
       .insertInto('escalations')
-      .values(rows.slice(i, i + 500))
+      .values(chunk)
       .onConflict((oc) => oc.column('event_id').doNothing())
       .execute();
   }

@@ -1,5 +1,6 @@
 import type { Insertable, Transaction } from 'kysely';
 import type { AuditEntry } from '../audit/audit.repo.ts';
+import { chunks } from '../db/bulk.ts';
 import type { Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 import { applyDedupUpdates, type DedupUpdate } from '../notifications/notifications.repo.ts';
@@ -89,10 +90,10 @@ export async function applyNoise(
   spliceOut(batch, changes.removed);
   deferDeliveries(state, batch, changes.report, now);
 
-  for (let i = 0; i < changes.suppressed.length; i += 500) {
+  for (const chunk of chunks(changes.suppressed)) {
     await trx
       .insertInto('noise_suppressed')
-      .values(changes.suppressed.slice(i, i + 500))
+      .values(chunk)
       .onConflict((oc) => oc.doNothing())
       .execute();
   }

@@ -1,4 +1,5 @@
 import { type Insertable, type Selectable, sql, type Transaction } from 'kysely';
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { Database, NoiseBucketKind, NoiseBucketsTable } from '../db/tables.ts';
 import { newId } from '../ids.ts';
@@ -24,8 +25,6 @@ export interface BucketClaim {
   dueAt: number;
 }
 
-const CHUNK = 500;
-
 /**
  * Opens or counts against the open bucket of each claim (keys must be distinct); returns the buckets by open
  * key, with their counts after this batch and whether this call opened them.
@@ -38,8 +37,8 @@ export async function claimBuckets(
   const out = new Map<string, { bucket: Bucket; opened: boolean }>();
   // One order for everyone: two routers locking the same buckets in different orders could deadlock.
   const sorted = [...claims].sort((a, b) => (a.openKey < b.openKey ? -1 : a.openKey > b.openKey ? 1 : 0));
-  for (let i = 0; i < sorted.length; i += CHUNK) {
-    const rows: Insertable<Database['noise_buckets']>[] = sorted.slice(i, i + CHUNK).map((c) => ({
+  for (const chunk of chunks(sorted)) {
+    const rows: Insertable<Database['noise_buckets']>[] = chunk.map((c) => ({
       id: newId('nbk', now),
       kind: c.kind,
       open_key: c.openKey,
@@ -70,14 +69,8 @@ export async function claimBuckets(
 /** The open buckets with these keys. */
 export async function openBuckets(db: Db, openKeys: readonly string[]): Promise<Bucket[]> {
   const out: Bucket[] = [];
-  for (let i = 0; i < openKeys.length; i += CHUNK) {
-    out.push(
-      ...(await db
-        .selectFrom('noise_buckets')
-        .selectAll()
-        .where('open_key', 'in', openKeys.slice(i, i + CHUNK))
-        .execute()),
-    );
+  for (const chunk of chunks(openKeys)) {
+    out.push(...(await db.selectFrom('noise_buckets').selectAll().where('open_key', 'in', chunk).execute()));
   }
   return out;
 }
@@ -97,11 +90,11 @@ export async function insertHeld(
   held: readonly Held[],
   now: number,
 ): Promise<void> {
-  for (let i = 0; i < held.length; i += CHUNK) {
+  for (const chunk of chunks(held)) {
     await trx
       .insertInto('noise_held')
       .values(
-        held.slice(i, i + CHUNK).map((h) => ({
+        chunk.map((h) => ({
           ...h,
           chains: JSON.stringify(h.chains),
           at: now,
@@ -158,8 +151,7 @@ export async function markReleased(
   released: readonly { userId: string; notificationId: string }[],
   now: number,
 ): Promise<void> {
-  for (let i = 0; i < released.length; i += CHUNK) {
-    const chunk = released.slice(i, i + CHUNK);
+  for (const chunk of chunks(released)) {
     const notification = sql<string>`case ${sql.join(
       chunk.map((r) => sql`when user_id = ${r.userId} then ${r.notificationId}`),
       sql` `,

@@ -1,5 +1,6 @@
 import type { Insertable, Transaction } from 'kysely';
 import { appendAudit } from '../audit/audit.repo.ts';
+import { chunks } from '../db/bulk.ts';
 import type { Store } from '../db/engine.ts';
 import { publishIds } from '../db/notifier.ts';
 import type { Database, NoiseBucketKind } from '../db/tables.ts';
@@ -91,11 +92,11 @@ async function release(
 ): Promise<{ users: string[]; deliveries: number }> {
   const eventIds = [...new Set(held.map((h) => h.event_id))];
   const events = new Map<string, Member>();
-  for (let i = 0; i < eventIds.length; i += 500) {
+  for (const chunk of chunks(eventIds)) {
     const rows = await trx
       .selectFrom('events')
       .select(['id', 'source_id', 'type', 'severity', 'title', 'summary', 'url', 'subject', 'time'])
-      .where('id', 'in', eventIds.slice(i, i + 500))
+      .where('id', 'in', chunk)
       .execute();
     for (const row of rows) events.set(row.id, row);
   }
@@ -134,20 +135,20 @@ async function release(
     n.created_seq = first + i;
   });
   const inserted = new Set<string>();
-  for (let i = 0; i < notifications.length; i += 500) {
+  for (const chunk of chunks(notifications)) {
     const rows = await trx
       .insertInto('notifications')
-      .values(notifications.slice(i, i + 500))
+      .values(chunk)
       .onConflict((oc) => oc.columns(['event_id', 'user_id']).doNothing())
       .returning('id')
       .execute();
     for (const row of rows) inserted.add(row.id);
   }
   const sent = deliveries.filter((d) => inserted.has(d.notification_id!));
-  for (let i = 0; i < sent.length; i += 500) {
+  for (const chunk of chunks(sent)) {
     await trx
       .insertInto('deliveries')
-      .values(sent.slice(i, i + 500))
+      .values(chunk)
       .onConflict((oc) => oc.doNothing())
       .execute();
   }

@@ -1,3 +1,4 @@
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { EventRow } from '../db/tables.ts';
 import type { SEVERITIES } from '../events/events.schema.ts';
@@ -137,12 +138,12 @@ export async function openParents(
   const keys = [...new Set(pairs.map((p) => p.key))];
   const ids = [...new Set(pairs.map((p) => p.inhibitionId))];
   const out: Parent[] = [];
-  for (let i = 0; i < keys.length; i += 500) {
+  for (const chunk of chunks(keys)) {
     const rows = await db
       .selectFrom('inhibition_parents')
       .selectAll()
       .where('inhibition_id', 'in', ids)
-      .where('key', 'in', keys.slice(i, i + 500))
+      .where('key', 'in', chunk)
       .where('resolved_at', 'is', null)
       .where('expires_at', '>', now)
       .orderBy('opened_at')
@@ -154,10 +155,10 @@ export async function openParents(
 }
 
 export async function insertParents(db: Db, parents: readonly Parent[]): Promise<void> {
-  for (let i = 0; i < parents.length; i += 500) {
+  for (const chunk of chunks(parents)) {
     await db
       .insertInto('inhibition_parents')
-      .values(parents.slice(i, i + 500))
+      .values(chunk)
       .onConflict((oc) => oc.doNothing())
       .execute();
   }

@@ -1,3 +1,4 @@
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { DigestPreference, QuietHours } from './options.ts';
 
@@ -65,12 +66,12 @@ export async function loadRecipientNoise(
   // Most installations have few users with settings: one cheap look spares a lookup per slice of recipients.
   const any = await db.selectFrom('noise_settings').select('user_id').limit(1).executeTakeFirst();
   if (any === undefined) return out;
-  for (let i = 0; i < userIds.length; i += CHUNK) {
+  for (const chunk of chunks(userIds, CHUNK)) {
     const rows = await db
       .selectFrom('noise_settings')
       .innerJoin('users', 'users.id', 'noise_settings.user_id')
       .select(['noise_settings.user_id', 'quiet_hours', 'digest', 'users.timezone'])
-      .where('noise_settings.user_id', 'in', userIds.slice(i, i + CHUNK))
+      .where('noise_settings.user_id', 'in', chunk)
       .execute();
     for (const row of rows) out.set(row.user_id, { ...parse(row), timezone: row.timezone });
   }
@@ -87,12 +88,8 @@ function parse(row: { quiet_hours: string | null; digest: string | null } | unde
 /** The time zones of `userIds` (null when a user has none), for digests due at a local time. */
 export async function loadTimezones(db: Db, userIds: readonly string[]): Promise<Map<string, string | null>> {
   const out = new Map<string, string | null>();
-  for (let i = 0; i < userIds.length; i += CHUNK) {
-    const rows = await db
-      .selectFrom('users')
-      .select(['id', 'timezone'])
-      .where('id', 'in', userIds.slice(i, i + CHUNK))
-      .execute();
+  for (const chunk of chunks(userIds, CHUNK)) {
+    const rows = await db.selectFrom('users').select(['id', 'timezone']).where('id', 'in', chunk).execute();
     for (const row of rows) out.set(row.id, row.timezone);
   }
   return out;

@@ -1,5 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Context } from '../context.ts';
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { Database } from '../db/tables.ts';
 import { type TickResult, WorkerLoop } from '../worker.ts';
@@ -65,11 +66,11 @@ export interface NewTimer {
 
 /** Schedules timers in the caller's transaction; ids already scheduled are left as they are. */
 export async function scheduleTimers(db: Db, timers: readonly NewTimer[], now: number): Promise<void> {
-  for (let i = 0; i < timers.length; i += 500) {
+  for (const chunk of chunks(timers)) {
     await db
       .insertInto('timers')
       .values(
-        timers.slice(i, i + 500).map((t) => ({
+        chunk.map((t) => ({
           id: t.id,
           kind: t.kind,
           due_at: t.due_at,

@@ -1,4 +1,5 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
+import { chunkEntries, chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type {
   Database,
@@ -141,9 +142,6 @@ export async function unreadIds(db: Db, userId: string): Promise<string[]> {
   return rows.map((r) => r.id);
 }
 
-// Two bound values per id keeps each statement far inside SQLite's 32,766 and PostgreSQL's 65,535 limits.
-const CHUNK = 500;
-
 /**
  * Marks the given notifications read, giving the i-th id the stream position `firstSeq + i` so every change
  * keeps a position of its own (a client resuming mid-batch misses nothing). Rows no longer unread are left
@@ -157,8 +155,7 @@ export async function markRead(
   now: number,
 ): Promise<string[]> {
   const changed: string[] = [];
-  for (let i = 0; i < ids.length; i += CHUNK) {
-    const chunk = ids.slice(i, i + CHUNK);
+  for (const [i, chunk] of chunkEntries(ids)) {
     // Sequence numbers go in as literals: PostgreSQL would type untyped CASE parameters as text.
     const seq = sql<number>`case ${sql.join(
       chunk.map((id, j) => sql`when id = ${id} then ${sql.lit(firstSeq + i + j)}`),
@@ -225,12 +222,12 @@ export async function findOpenByDedupKeys(
   keys: readonly string[],
 ): Promise<Pick<NotificationRow, 'id' | 'user_id' | 'source_id' | 'dedup_key'>[]> {
   const rows: Pick<NotificationRow, 'id' | 'user_id' | 'source_id' | 'dedup_key'>[] = [];
-  for (let i = 0; i < keys.length; i += CHUNK) {
+  for (const chunk of chunks(keys)) {
     rows.push(
       ...(await db
         .selectFrom('notifications')
         .select(['id', 'user_id', 'source_id', 'dedup_key'])
-        .where('dedup_key', 'in', keys.slice(i, i + CHUNK))
+        .where('dedup_key', 'in', chunk)
         // Resolved and archived ones are closed: a new occurrence is news again.
         .where('state', 'in', ['unread', 'read'])
         .orderBy('id')
@@ -269,8 +266,7 @@ export async function applyDedupUpdates(
 ): Promise<string[]> {
   const users = new Set<string>();
   const step = 100;
-  for (let i = 0; i < updates.length; i += step) {
-    const chunk = updates.slice(i, i + step);
+  for (const [i, chunk] of chunkEntries(updates, step)) {
     const pick = <T>(value: (u: DedupUpdate, j: number) => unknown) =>
       sql<T>`case ${sql.join(
         chunk.map((u, j) => sql`when id = ${u.id} then ${value(u, j)}`),

@@ -1,4 +1,5 @@
 import { type Insertable, type Selectable, sql } from 'kysely';
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { Database, EventRow, QueueItemState, QueueItemsTable } from '../db/tables.ts';
 import { queueGroupIds } from '../directory/groups.repo.ts';
@@ -12,7 +13,6 @@ export type QueueItemRow = Selectable<QueueItemsTable> & { taker_name: string | 
 
 // Thirteen bound values per row; well inside SQLite's 32,766.
 const INSERT_CHUNK = 1000;
-const IN_CHUNK = 500;
 
 /**
  * The id of an event's item in a queue. It is derived, not drawn, so the routing decision can name the item
@@ -92,10 +92,10 @@ function itemRow(event: EventRow, groupId: string, now: number): Insertable<Data
 }
 
 async function insertItems(db: Db, rows: Insertable<Database['queue_items']>[]): Promise<string[]> {
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+  for (const chunk of chunks(rows, INSERT_CHUNK)) {
     await db
       .insertInto('queue_items')
-      .values(rows.slice(i, i + INSERT_CHUNK))
+      .values(chunk)
       .onConflict((oc) => oc.doNothing())
       .execute();
   }
@@ -121,12 +121,8 @@ export async function findQueueItem(db: Db, groupId: string, id: string): Promis
 export async function queueItemsByIds(db: Db, ids: readonly string[]): Promise<QueueItemRow[]> {
   const out: QueueItemRow[] = [];
   const unique = [...new Set(ids)];
-  for (let i = 0; i < unique.length; i += IN_CHUNK) {
-    out.push(
-      ...(await items(db)
-        .where('queue_items.id', 'in', unique.slice(i, i + IN_CHUNK))
-        .execute()),
-    );
+  for (const chunk of chunks(unique)) {
+    out.push(...(await items(db).where('queue_items.id', 'in', chunk).execute()));
   }
   return out;
 }
@@ -150,11 +146,11 @@ export async function queueCounts(
   groupIds: readonly string[],
 ): Promise<Map<string, { open: number; taken: number }>> {
   const out = new Map<string, { open: number; taken: number }>();
-  for (let i = 0; i < groupIds.length; i += IN_CHUNK) {
+  for (const chunk of chunks(groupIds)) {
     const rows = await db
       .selectFrom('queue_items')
       .select(['group_id', 'state', (eb) => eb.fn.countAll<number | string>().as('n')])
-      .where('group_id', 'in', groupIds.slice(i, i + IN_CHUNK))
+      .where('group_id', 'in', chunk)
       .where('state', 'in', ['open', 'taken'])
       .groupBy(['group_id', 'state'])
       .execute();

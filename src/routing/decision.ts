@@ -1,3 +1,4 @@
+import { chunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { EventRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
@@ -128,8 +129,7 @@ const PREFERENCE_SLICE = 10_000;
 async function optOutsOf(db: Db, userIds: string[]): Promise<OptedOut> {
   if (userIds.length <= PREFERENCE_SLICE) return loadOptOuts(db, userIds);
   const bySlice = new Map<string, OptedOut>();
-  for (let i = 0; i < userIds.length; i += PREFERENCE_SLICE) {
-    const slice = userIds.slice(i, i + PREFERENCE_SLICE);
+  for (const slice of chunks(userIds, PREFERENCE_SLICE)) {
     const optedOut = await loadOptOuts(db, slice);
     for (const id of slice) bySlice.set(id, optedOut);
   }

@@ -1,5 +1,5 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
-import { insertInChunks } from '../db/bulk.ts';
+import { chunks, insertInChunks } from '../db/bulk.ts';
 import type { Db, Store } from '../db/engine.ts';
 import type { Database, EventRow } from '../db/tables.ts';
 
@@ -96,14 +96,14 @@ export async function markRouted(
 ): Promise<Set<string>> {
   const routed = new Set<string>();
   for (const [resolution, events] of Map.groupBy(claimed, (e) => e.resolution)) {
-    for (let i = 0; i < events.length; i += CHUNK) {
+    for (const chunk of chunks(events, CHUNK)) {
       const rows = await trx
         .updateTable('events')
         .set({ status: 'routed', routed_at: now, locked_until: 0 })
         .where(
           'id',
           'in',
-          events.slice(i, i + CHUNK).map((e) => e.id),
+          chunk.map((e) => e.id),
         )
         .where('status', '=', PENDING)
         .where('locked_until', '=', lease)
@@ -114,11 +114,11 @@ export async function markRouted(
     }
   }
   const stale = claimed.filter((e) => !routed.has(e.id)).map((e) => e.id);
-  for (let i = 0; i < stale.length; i += CHUNK) {
+  for (const chunk of chunks(stale, CHUNK)) {
     await trx
       .updateTable('events')
       .set({ locked_until: 0 })
-      .where('id', 'in', stale.slice(i, i + CHUNK))
+      .where('id', 'in', chunk)
       .where('status', '=', PENDING)
       .where('locked_until', '=', lease)
       .execute();

@@ -1,3 +1,4 @@
+import { IDS_PER_LIST } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
 import type { EventRow, SubscriptionRow } from '../db/tables.ts';
 import { matchesAnyType } from '../routing/patterns.ts';
@@ -67,8 +68,6 @@ export async function deleteSubscription(db: Db, userId: string, id: string): Pr
   return Number(result.numDeletedRows) > 0;
 }
 
-const IN_CHUNK = 500;
-
 /**
  * The subscriptions that may apply to a batch of events, in one query (a few when the batch names very many
  * subjects): those following one of the batch's subjects or sources, and those following event types only.
@@ -78,8 +77,8 @@ export async function subscriptionsForBatch(db: Db, events: readonly EventRow[])
   const sources = [...new Set(events.map((e) => e.source_id))];
   const out = new Map<string, Subscription>();
   // The first query also takes the source and type-only subscriptions; any further ones only more subjects.
-  for (let i = 0; i === 0 || i < subjects.length; i += IN_CHUNK) {
-    const chunk = subjects.slice(i, i + IN_CHUNK);
+  for (let i = 0; i === 0 || i < subjects.length; i += IDS_PER_LIST) {
+    const chunk = subjects.slice(i, i + IDS_PER_LIST);
     const rows = await db
       .selectFrom('subscriptions')
       .selectAll()

@@ -328,7 +328,11 @@ for (const engine of ENGINES) {
       },
     );
     const ids = [
-      await publish(h, source, { type: 'report.ready', title: 'Sales report' }),
+      await publish(h, source, {
+        type: 'report.ready',
+        title: 'Sales report',
+        actions: [{ id: 'acknowledge', label: 'Acknowledge' }],
+      }),
       await publish(h, source, { type: 'report.failed', title: 'Stock report failed' }),
     ];
     await routeAll(h);
@@ -345,6 +349,7 @@ for (const engine of ENGINES) {
     assert.equal(digest!.type, 'herald.digest');
     assert.equal(digest!.summary, 'Sales report\nStock report failed');
     assert.equal(digest!.data.count, 2);
+    assert.equal(digest!.actionable, 0, "a summary does not answer for its first event's actions");
     assert.equal((await deliveriesOf(h, alice.id)).length, 1);
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ManualClock } from '../src/clock.ts';
+import { findEscalation } from '../src/escalation/escalations.repo.ts';
 import { createSource, userToken } from './factories.ts';
 import { ENGINES, startHerald, type TestHerald } from './helpers.ts';
 import { eventOf, explain, notified, people, publish, routeAll, rule, sends } from './routing.fixtures.ts';
@@ -117,5 +118,55 @@ for (const engine of ENGINES) {
       via: [`subscription:${byType.id}`],
       channels_skipped: [],
     });
+  });
+  test(`[${engine}] following informs: a follower gets no actions, cannot respond, and is not counted or escalated as an owner`, async (t) => {
+    const clock = new ManualClock();
+    const h = await startHerald(t, engine, { workers: false, clock });
+    const erp = await createSource(h, { id: 'erp' });
+    await people(h, { id: 'alice' }, { id: 'carol' }, { id: 'fan' });
+    const fan = await userToken(h, 'fan');
+    const alice = await userToken(h, 'alice');
+    await follow(h, fan, { types: ['*'] });
+    const po = await publish(h, erp.api_key, {
+      type: 'po.approval_requested',
+      title: 'PO 4711',
+      recipients: { users: ['alice', 'carol'] },
+      actions: [{ id: 'approve', label: 'Approve' }],
+      response_policy: 'all',
+      due_at: new Date(clock.now() + 3_600_000).toISOString(),
+      reminders: ['-30m'],
+    });
+    await routeAll(h);
+    assert.deepEqual(Object.keys(await notified(h, po)), ['alice', 'carol', 'fan']);
+
+    const inboxOf = async (token: string) =>
+      (await h.api('GET', '/v1/me/notifications', undefined, token)).body.items[0];
+    const followed = await inboxOf(fan);
+    assert.equal(followed.title, 'PO 4711', 'the follower is informed');
+    assert.deepEqual(followed.actions, []);
+    assert.deepEqual(
+      (await inboxOf(alice)).actions.map((a: { id: string }) => a.id),
+      ['approve'],
+    );
+    const refused = await h.api('POST', `/v1/me/notifications/${followed.id}/actions/approve`, {}, fan);
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(refused.body.code, 'forbidden');
+
+    // `all` means every addressed recipient: Alice's and Carol's responses close it, the follower's is not awaited.
+    const own = await inboxOf(alice);
+    assert.equal(
+      (await h.api('POST', `/v1/me/notifications/${own.id}/actions/approve`, {}, alice)).status,
+      200,
+    );
+    assert.equal((await eventOf(h, po)).resolution, null);
+    const carol = await userToken(h, 'carol');
+    const carols = await inboxOf(carol);
+    assert.equal(
+      (await h.api('POST', `/v1/me/notifications/${carols.id}/actions/approve`, {}, carol)).status,
+      200,
+    );
+    assert.equal((await eventOf(h, po)).resolution, 'responded');
+    const escalation = await findEscalation(h.deps.store.db, po);
+    assert.deepEqual([...escalation!.plan.recipients].sort(), ['alice', 'carol'], 'reminders are for owners');
   });
 }

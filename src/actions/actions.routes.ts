@@ -190,7 +190,7 @@ ${field}<button type="submit">${escapeHtml(label)}</button>
 /** What a link's page shows; undefined when its notification or action is gone. */
 async function describe(deps: Deps, link: ActionLink) {
   const notification = await findNotification(deps.store.db, link.userId, link.notificationId);
-  if (notification === undefined) return undefined;
+  if (notification === undefined || notification.actionable === 0) return undefined;
   const event = await findEvent(deps.store.db, notification.event_id);
   const action = event && actionsOf(event).find((a) => a.id === link.action);
   if (action === undefined) return undefined;

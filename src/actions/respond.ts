@@ -56,6 +56,12 @@ export async function respond(ctx: Context, input: RespondInput): Promise<Respon
     if (found === undefined) throw notFound('Notification', input.notificationId);
     const event = await lockEvent(trx, found.event_id);
     if (event === undefined) throw notFound('Notification', input.notificationId);
+    if (found.actionable === 0) {
+      throw new HeraldError(
+        'forbidden',
+        'This notification keeps you informed; only the people the event was sent to can respond to it',
+      );
+    }
     const offered = actionsOf(event);
     const action = offered.find((a) => a.id === input.action);
     if (action === undefined) {

@@ -52,11 +52,13 @@ export async function openNotificationsOfEvents(
     .execute();
 }
 
+/** How many notifications of an event can respond to it: the count a response policy weighs responses against. */
 export async function countNotificationsOfEvent(db: Db, eventId: string): Promise<number> {
   const row = await db
     .selectFrom('notifications')
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .where('event_id', '=', eventId)
+    .where('actionable', '=', 1)
     .executeTakeFirstOrThrow();
   return Number(row.n);
 }

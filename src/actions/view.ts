@@ -40,7 +40,7 @@ export async function actionViews(
     const ofEvent = responses.filter((r) => r.event_id === row.event_id);
     const chosen = ofEvent.find((r) => r.notification_id === row.id) ?? ofEvent.at(-1);
     out.set(row.id, {
-      actions: actions.get(row.event_id) ?? [],
+      actions: row.actionable === 1 ? (actions.get(row.event_id) ?? []) : [],
       write_back: chosen?.delivery_id ? (statuses.get(chosen.delivery_id) ?? null) : null,
     });
   }

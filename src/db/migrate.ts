@@ -12,6 +12,7 @@ import * as m008 from './migrations/008_queues.ts';
 import * as m009 from './migrations/009_rule_actions.ts';
 import * as m010 from './migrations/010_delivery_receipts.ts';
 import * as m011 from './migrations/011_idempotency_index.ts';
+import * as m012 from './migrations/012_actionable.ts';
 import type { Database } from './tables.ts';
 
 interface EngineMigration {
@@ -31,6 +32,7 @@ const MIGRATIONS: Record<string, EngineMigration> = {
   '009_rule_actions': m009,
   '010_delivery_receipts': m010,
   '011_idempotency_index': m011,
+  '012_actionable': m012,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -171,6 +171,12 @@ export interface NotificationsTable {
   resolved_at: number | null;
   /** The name of who handled it ("handled by ..."), or the source that closed the event. */
   resolved_by: string | null;
+  /**
+   * 1 (the default) when it offers its event's actions; 0 when it reached its user only through their own
+   * subscription (the actions belong to the people the event was addressed or routed to), or when it sums up
+   * several events (a group, digest or throttle summary).
+   */
+  actionable: Generated<number>;
 }
 
 export type EndpointKind = 'webhook' | 'slack' | 'teams';

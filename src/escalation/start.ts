@@ -71,6 +71,8 @@ export async function startEscalations(
   );
   const recipients = new Map<string, string[]>();
   for (const n of batch.notifications) {
+    // Whoever only follows the event is not its owner: reminders and escalation are for the owners.
+    if (n.actionable === 0) continue;
     const list = recipients.get(n.event_id) ?? [];
     list.push(n.user_id);
     recipients.set(n.event_id, list);

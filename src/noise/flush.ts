@@ -235,6 +235,8 @@ function summaryRow(
       },
       now,
     ),
+    // A summary of several events cannot answer for each of them; a group of one stands for its event.
+    actionable: single ? 1 : 0,
     occurrences: members.length,
     data: JSON.stringify({
       noise: bucket.kind,

@@ -119,6 +119,8 @@ export class Router {
           },
           now,
         );
+        // Following informs; the event's actions are for those it was addressed or routed to.
+        if (plan.via.every((route) => route.startsWith('subscription:'))) notification.actionable = 0;
         notifications.push(notification);
         for (const [first, ...rest] of plan.chains) {
           deliveries.push(

@@ -145,7 +145,14 @@ export function chooseTemplate(
 /** What a message is rendered from. */
 export interface RenderInput {
   event: EventRow;
-  notification: { id: string; title: string; summary: string | null; url: string | null } | null;
+  /** `actionable` 0: it offers none of the event's actions (see NotificationsTable). */
+  notification: {
+    id: string;
+    title: string;
+    summary: string | null;
+    url: string | null;
+    actionable?: number;
+  } | null;
   recipient: Pick<UserRow, 'id' | 'name' | 'email' | 'locale' | 'timezone' | 'attributes'> | null;
   channel: string;
   template: TemplateRow | undefined;
@@ -189,9 +196,12 @@ export function renderMessage(input: RenderInput): { message: Message; templateE
   const title = notification?.title ?? eventTitle(event);
   const summary = notification?.summary ?? event.summary;
   const url = notification?.url ?? event.url;
-  const actions: MessageAction[] = (
-    event.actions === null ? [] : (JSON.parse(event.actions) as { id: string; label: string }[])
-  ).map((a) => ({ id: a.id, label: a.label, url: null }));
+  const offered = event.actions === null || notification?.actionable === 0 ? '[]' : event.actions;
+  const actions: MessageAction[] = (JSON.parse(offered) as { id: string; label: string }[]).map((a) => ({
+    id: a.id,
+    label: a.label,
+    url: null,
+  }));
   const base: Message = {
     id: `${notification?.id ?? event.id}.${input.channel}`,
     eventId: event.id,

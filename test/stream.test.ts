@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { type TestContext, test } from 'node:test';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Engine } from '../src/db/engine.ts';
+import { STREAMS_PER_USER } from '../src/notifications/hub.ts';
 import type { Notification } from '../src/notifications/notifications.present.ts';
 import { redactAccessToken } from '../src/notifications/stream.ts';
 import { type CreatedSource, createSource, createUser, userToken } from './factories.ts';
@@ -115,6 +116,22 @@ for (const engine of ENGINES) {
       .executeTakeFirstOrThrow();
     assert.equal(frame.id, String(row.seq));
     assert.equal(stream.retry, 2000);
+  });
+
+  test(`[${engine}] one user holds at most ${STREAMS_PER_USER} streams: one more ends their oldest`, async (t) => {
+    const { h, base, source, userId, token } = await setup(t, engine);
+    const streams = [];
+    for (let i = 0; i <= STREAMS_PER_USER; i++) streams.push(await openStream(base, token));
+    assert.ok(streams.every((s) => s.status === 200));
+    await streams[0]!.ended;
+    const eventId = await publish(h, source, [userId]);
+    for (const stream of streams.slice(1)) assert.equal((await stream.next()).body.event_id, eventId);
+    assert.equal(
+      (await h.app.inject({ method: 'GET', url: '/metrics' })).body.match(
+        /^herald_stream_clients (\d+)/m,
+      )?.[1],
+      String(STREAMS_PER_USER),
+    );
   });
 
   test(`[${engine}] a state change arrives as \`notification.updated\``, async (t) => {

@@ -4,6 +4,14 @@ import { queueFrames } from '../queues/queues.live.ts';
 import { InboxStream, type StreamOptions } from './stream.ts';
 
 /**
+ * Open streams one user may hold on a node (tabs, devices); opening one more ends their oldest, so a client that
+ * leaks connections cannot hold more than this.
+ */
+export const STREAMS_PER_USER = 10;
+/** Open streams a node holds in all; beyond this, new streams are refused (503) until some close. */
+export const MOST_STREAMS = 10_000;
+
+/**
  * Keeps this node's open inbox streams and wakes them when an inbox changes. Changes are announced on the
  * notifier's `inbox` channel as comma-separated user ids (from this node, or from others over PostgreSQL
  * LISTEN/NOTIFY); each woken stream then reads its own changes from the database. Shared queue changes come
@@ -12,6 +20,7 @@ import { InboxStream, type StreamOptions } from './stream.ts';
 export class InboxHub {
   readonly #ctx: Context;
   readonly #byUser = new Map<string, Set<InboxStream>>();
+  #open = 0;
   #unsubscribe: (() => void) | undefined;
   #unsubscribeQueues: (() => void) | undefined;
   #closed = false;
@@ -30,6 +39,11 @@ export class InboxHub {
       'queues',
       (payload) => void this.#queueChanged(payload.split(',')),
     );
+  }
+
+  /** Whether this node holds as many streams as it may ({@link MOST_STREAMS}). */
+  full(): boolean {
+    return this.#open >= MOST_STREAMS;
   }
 
   /**
@@ -51,7 +65,10 @@ export class InboxHub {
       streams = new Set();
       this.#byUser.set(userId, streams);
     }
+    // Sets iterate in insertion order: the first is the oldest.
+    if (streams.size >= STREAMS_PER_USER) [...streams][0]!.end();
     streams.add(stream);
+    this.#open++;
     this.#ctx.metrics.streamClients.inc();
     stream.wake();
   }
@@ -96,6 +113,7 @@ export class InboxHub {
     const streams = this.#byUser.get(stream.userId);
     if (streams === undefined || !streams.delete(stream)) return;
     if (streams.size === 0) this.#byUser.delete(stream.userId);
+    this.#open--;
     this.#ctx.metrics.streamClients.dec();
   }
 }

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { actionViews } from '../actions/view.ts';
 import type { App, Deps } from '../deps.ts';
-import { notFound } from '../errors.ts';
+import { HeraldError, notFound } from '../errors.ts';
 import type { Principal } from '../http/auth.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { security } from '../http/schemas.ts';
@@ -173,6 +173,8 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request, reply) => {
       const userId = me(request.principal);
+      if (deps.hub.full())
+        throw new HeraldError('unavailable', 'This node holds all the streams it can; retry');
       const position = await startingPosition(deps, request, userId);
       const credentials = credentialsOf(request);
       const authorised = async () => {

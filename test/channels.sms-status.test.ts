@@ -266,6 +266,33 @@ for (const engine of ENGINES) {
     assert.equal(((await json.json()) as { code: string }).code, 'unsupported_media_type');
     assert.equal((await channels(s, notificationId))['sms']!.status, 'sent');
   });
+
+  test(`[${engine}] a kept secret ("********") stays with the host it was given for`, async (t) => {
+    const s = await setup(t, engine);
+    const put = (config: Record<string, unknown>) =>
+      s.h.api('PUT', '/v1/providers/twilio', { kind: 'twilio', config });
+    const config = { base_url: s.sms.baseUrl, account_sid: s.sms.accountSid, from: s.sms.from };
+    assert.equal((await put({ ...config, auth_token: '********', from: '+15005550006' })).status, 200);
+    const moved = await put({ ...config, auth_token: '********', base_url: 'https://collector.example.com' });
+    assert.equal(moved.status, 400, moved.text);
+    assert.equal(moved.body.code, 'invalid_channel_config');
+    assert.match(moved.body.detail, /collector\.example\.com/);
+    // Sending the secret again moves it knowingly.
+    const resent = await put({
+      ...config,
+      auth_token: 'another-token',
+      base_url: 'https://collector.example.com',
+    });
+    assert.equal(resent.status, 200, resent.text);
+
+    const smtp = (url: string) =>
+      s.h.api('PUT', '/v1/providers/mail', { kind: 'smtp', config: { url, from: 'herald@example.com' } });
+    assert.equal((await smtp('smtp://herald:s3cret@relay.example.com:587')).status, 201);
+    assert.equal((await smtp('smtp://herald:********@relay.example.com:587')).status, 200);
+    const elsewhere = await smtp('smtp://herald:********@mail.attacker.example:587');
+    assert.equal(elsewhere.status, 400, elsewhere.text);
+    assert.equal(elsewhere.body.code, 'invalid_channel_config');
+  });
 }
 
 function message(): Message {

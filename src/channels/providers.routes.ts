@@ -125,9 +125,12 @@ export async function providersRoutes(app: App, deps: Deps): Promise<void> {
             `provider "${id}" is a ${existing.kind} provider; delete it to change its kind`,
           );
         }
-        const given =
-          existing === undefined ? body.config : keepSecrets(body.config, JSON.parse(existing.config));
+        const stored: unknown = existing === undefined ? undefined : JSON.parse(existing.config);
+        const given = stored === undefined ? body.config : keepSecrets(body.config, stored);
         const config = validateConfig(kind, given);
+        if (stored !== undefined && JSON.stringify(body.config).includes(REDACTED)) {
+          keptSecretsStayPut(config, stored);
+        }
         const enabled = body.enabled ?? true;
         const reset = existing === undefined || (enabled && existing.enabled === 0);
         const row = await upsertProvider(trx, {
@@ -246,6 +249,41 @@ function validateConfig(kind: { validate(config: unknown): any }, config: unknow
       errors: [{ field, message: error.message }],
     });
   }
+}
+
+/**
+ * Refuses to keep stored secrets for a configuration that would send them elsewhere: otherwise whoever may
+ * edit a provider could point its base URL (or SMTP server) at a host of theirs and collect the secret it sends.
+ */
+function keptSecretsStayPut(config: unknown, stored: unknown): void {
+  const now = destinations(config);
+  const before = destinations(stored);
+  if (now.length === before.length && now.every((d, i) => d === before[i])) return;
+  throw new HeraldError(
+    'invalid_channel_config',
+    `body.config: it now sends its secrets to ${now.join(', ')} instead of ${before.join(', ')}; send them again rather than "${REDACTED}"`,
+    { errors: [{ field: 'body.config', message: 'send the secrets again to change where they go' }] },
+  );
+}
+
+// The settings that say where a provider sends its secrets: an API's base URL, an OAuth token URI, the SMTP server.
+const SECRETS_GO_TO = new Set(['base_url', 'token_uri', 'url']);
+
+/** Where a configuration sends its secrets, at any depth, without passwords. */
+function destinations(config: unknown): string[] {
+  const found: string[] = [];
+  const visit = (value: unknown): void => {
+    if (value === null || typeof value !== 'object') return;
+    for (const [key, inner] of Object.entries(value)) {
+      if (SECRETS_GO_TO.has(key) && typeof inner === 'string' && URL.canParse(inner)) {
+        const url = new URL(inner);
+        url.password = '';
+        found.push(url.href);
+      } else visit(inner);
+    }
+  };
+  visit(config);
+  return found.sort();
 }
 
 /** Puts stored secrets back where the request sent the redaction placeholder. */

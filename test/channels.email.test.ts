@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
+import { type BlockList, createServer, type Socket } from 'node:net';
 import { describe, type TestContext, test } from 'node:test';
 import { Agent } from 'undici';
 import { ChannelConfigError, type Message, type Provider } from '../src/channels/channel.ts';
 import { type SmtpConfig, smtpProvider } from '../src/channels/email.ts';
+import { allowList } from '../src/delivery/ssrf.ts';
 import { type ReceivedMail, startSmtpPeer } from './peers/smtp.ts';
 
 function buildMessage(overrides: Partial<Message> = {}): Message {
@@ -30,11 +31,16 @@ function buildMessage(overrides: Partial<Message> = {}): Message {
   };
 }
 
-function createProvider(t: TestContext, config: Partial<SmtpConfig> & { url: string }, timeoutMs = 10_000) {
+function createProvider(
+  t: TestContext,
+  config: Partial<SmtpConfig> & { url: string },
+  timeoutMs = 10_000,
+  allow?: BlockList,
+) {
   const dispatcher = new Agent();
   const provider: Provider<string> = smtpProvider.create(
     smtpProvider.validate({ from: 'Herald <herald@example.com>', ...config }),
-    { dispatcher, timeoutMs, now: Date.now },
+    { dispatcher, timeoutMs, now: Date.now, ...(allow === undefined ? {} : { allow }) },
   );
   t.after(async () => {
     await provider.close();
@@ -272,6 +278,24 @@ describe('smtp provider: how answers are classified', () => {
     assert.equal(sent.providerFault, true);
     assert.equal(sent.statusCode, null);
     assert.match(sent.error ?? '', /^ECONNREFUSED: /);
+  });
+
+  test('the relay is reached through the SSRF guard: a loopback relay only when allowed, by address or by name', async (t) => {
+    const peer = await startSmtpPeer(t);
+    const byName = peer.url.replace('127.0.0.1', 'localhost');
+    for (const url of [peer.url, byName]) {
+      const refused = await createProvider(t, { url }, 10_000, allowList([])).send(
+        buildMessage(),
+        'a@example.org',
+      );
+      assert.equal(refused.outcome, 'retry', url);
+      assert.equal(refused.providerFault, true);
+      assert.match(refused.error ?? '', /loopback/);
+    }
+    assert.equal(peer.messages.length, 0);
+    const allowed = createProvider(t, { url: byName }, 10_000, allowList(['127.0.0.0/8', '::1/128']));
+    assert.equal((await allowed.send(buildMessage(), 'a@example.org')).outcome, 'succeeded');
+    assert.equal((await peer.waitForMessages(1)).length, 1);
   });
 
   test('a relay that goes down between messages: the next send is retried as the provider’s fault', async (t) => {

@@ -98,6 +98,7 @@ for (const engine of ENGINES) {
       [{ id: 'ok', name: 'x', callback_url: 'not a url' }, 'body.callback_url'],
       [{ id: 'ok', name: 'x', callback_url: 'https://user:pw@example.com/' }, 'body.callback_url'],
       [{ id: 'ok', name: 'x', extra: 1 }, 'body.extra'],
+      [{ id: 'herald', name: 'Not Herald' }, 'body.id'],
     ];
     for (const [body, field] of cases) {
       const res = await h.api('POST', '/v1/sources', body);
@@ -128,6 +129,13 @@ for (const engine of ENGINES) {
     const bad = await h.api('PATCH', `/v1/sources/${source.id}`, { callback_url: 'mailto:x@example.com' });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.errors[0].field, 'body.callback_url');
+    for (const url of ['http://169.254.169.254/latest', 'http://10.1.2.3/cb']) {
+      const unsafe = await h.api('PATCH', `/v1/sources/${source.id}`, { callback_url: url });
+      assert.equal(unsafe.status, 400, url);
+      assert.equal(unsafe.body.code, 'unsafe_url');
+      const created = await h.api('POST', '/v1/sources', { id: 'elsewhere', name: 'x', callback_url: url });
+      assert.equal(created.body.code, 'unsafe_url');
+    }
   });
 
   test(`[${engine}] answers 404 for a source that does not exist`, async (t) => {

@@ -1,6 +1,8 @@
+import type { BlockList } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import nodemailer, { type NodemailerError, type SendMailOptions, type SMTPPoolOptions } from 'nodemailer';
 import addressparser from 'nodemailer/lib/addressparser';
+import { connectSafely } from '../delivery/ssrf.ts';
 import {
   ChannelConfigError,
   type Message,
@@ -124,8 +126,19 @@ function checkMailbox(value: unknown, path: string): string {
   return value.trim();
 }
 
-function createSmtpProvider(config: SmtpConfig, options: ProviderOptions): Provider<string> {
-  const transporter = nodemailer.createTransport(transportOptions(config.url, options.timeoutMs));
+/**
+ * With `allow` (the `allowList(config.outboundAllow)`), connections to the relay pass the SSRF guard like every
+ * other outbound call: nodemailer is handed sockets opened to allowed addresses only.
+ */
+function createSmtpProvider(
+  config: SmtpConfig,
+  options: ProviderOptions & { allow?: BlockList },
+): Provider<string> {
+  const { allow, timeoutMs } = options;
+  const transporter = nodemailer.createTransport({
+    ...transportOptions(config.url, timeoutMs),
+    ...(allow === undefined ? {} : { getSocket: guardedSockets(allow, timeoutMs) }),
+  });
   const domain = senderDomain(config.from);
   return {
     async send(message, address) {
@@ -162,6 +175,17 @@ function createSmtpProvider(config: SmtpConfig, options: ProviderOptions): Provi
       transporter.close();
     },
   };
+}
+
+/** Nodemailer's `getSocket`: each connection to the relay opened through the SSRF guard. */
+function guardedSockets(allow: BlockList, timeoutMs: number): NonNullable<SMTPPoolOptions['getSocket']> {
+  return (target, callback) =>
+    connectSafely(
+      { host: String(target.host), port: Number(target.port) },
+      allow,
+      timeoutMs,
+      (error, socket) => callback(error, socket && { connection: socket }),
+    );
 }
 
 /** Nodemailer pool options from a validated URL: a few reused connections, every wait bounded by the timeout. */

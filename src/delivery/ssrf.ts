@@ -1,5 +1,5 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { BlockList, connect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { cidrList } from '../config.ts';
 import { HeraldError } from '../errors.ts';
@@ -143,6 +143,37 @@ export function safeLookup(allow: BlockList): LookupFunction {
       (error: NodeJS.ErrnoException) => callback(error, '', 4),
     );
   };
+}
+
+/**
+ * A TCP connection for clients that open their own sockets (nodemailer's `getSocket`): a literal address is
+ * checked, a name resolves through {@link safeLookup}, so it connects only to an allowed address.
+ */
+export function connectSafely(
+  target: { host: string; port: number },
+  allow: BlockList,
+  timeoutMs: number,
+  done: (error: Error | null, socket?: Socket) => void,
+): void {
+  const host = bare(target.host);
+  const reason = isIP(host) === 0 ? null : refusal(host, allow);
+  if (reason !== null) {
+    done(new UnsafeAddressError(`${host} is ${reason}`));
+    return;
+  }
+  const socket = connect({ host, port: target.port, lookup: safeLookup(allow), timeout: timeoutMs });
+  const fail = (error: Error) => {
+    socket.destroy();
+    done(error);
+  };
+  socket.once('error', fail);
+  socket.once('timeout', () => fail(new Error(`connecting to ${host}:${target.port} timed out`)));
+  socket.once('connect', () => {
+    socket.removeListener('error', fail);
+    socket.removeAllListeners('timeout');
+    socket.setTimeout(0);
+    done(null, socket);
+  });
 }
 
 export interface OutboundAgentOptions {

@@ -1,11 +1,14 @@
+import type { BlockList } from 'node:net';
 import { Type } from 'typebox';
 import { auditAdmin } from '../audit/audit.repo.ts';
 import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts';
+import { allowList, checkUrl } from '../delivery/ssrf.ts';
 import { newWebhookSecret } from '../delivery/webhook.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
+import { HERALD_SOURCE } from '../ops/alerts.ts';
 import { keyRoutes } from './keys.routes.ts';
 import { presentSource } from './sources.present.ts';
 import { deleteSource, findSource, insertSource, listSources, updateSource } from './sources.repo.ts';
@@ -17,6 +20,7 @@ const tags = ['sources'];
 export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
   const admin = deps.auth.require('admin');
   const db = deps.store.db;
+  const allow = allowList(deps.config.outboundAllow);
 
   app.post(
     '/sources',
@@ -32,7 +36,9 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
     },
     async (request, reply) => {
       const { id, name } = request.body;
-      const callbackUrl = checkCallbackUrl(request.body.callback_url ?? null);
+      if (id === HERALD_SOURCE)
+        throw invalid('body.id', `"${HERALD_SOURCE}" is reserved for Herald's own events`);
+      const callbackUrl = await checkCallbackUrl(request.body.callback_url ?? null, allow);
       const now = deps.clock.now();
       const created = await db.transaction().execute(async (trx) => {
         const row = await insertSource(trx, {
@@ -105,7 +111,7 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
       };
       if (request.body.name !== undefined) patch.name = request.body.name;
       if (request.body.callback_url !== undefined)
-        patch.callback_url = checkCallbackUrl(request.body.callback_url);
+        patch.callback_url = await checkCallbackUrl(request.body.callback_url, allow);
       const row = await db.transaction().execute(async (trx) => {
         const updated = await updateSource(trx, id, patch);
         if (updated === undefined) throw notFound('Source', id);
@@ -153,9 +159,10 @@ async function mustFind(deps: Deps, id: string) {
 
 /**
  * A callback URL must be an absolute http(s) URL without credentials (write-backs are signed instead, and a
- * password in a URL ends up in logs). Whether it resolves to an allowed address is checked when sending.
+ * password in a URL ends up in logs), and must not point at an address Herald may not reach (SSRF; checked
+ * again on every write-back).
  */
-function checkCallbackUrl(value: string | null): string | null {
+async function checkCallbackUrl(value: string | null, allow: BlockList): Promise<string | null> {
   if (value === null) return null;
   let url: URL;
   try {
@@ -169,5 +176,6 @@ function checkCallbackUrl(value: string | null): string | null {
   if (url.username !== '' || url.password !== '') {
     throw invalid('body.callback_url', 'must not contain a user name or password');
   }
+  await checkUrl(value, allow);
   return value;
 }

@@ -29,6 +29,7 @@ for (const engine of ENGINES) {
       '009_rule_actions',
       '010_delivery_receipts',
       '011_idempotency_index',
+      '012_actionable',
     ]);
     assert.deepEqual(await migrateToLatest(store.db, store.engine), []);
   });

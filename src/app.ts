@@ -25,6 +25,7 @@ import { escalationRoutes } from './escalation/escalation.ts';
 import { eventsRoutes } from './events/events.routes.ts';
 import { Ingestor } from './events/ingest.ts';
 import { Authenticator } from './http/auth.ts';
+import { installJsonParser } from './http/json.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { frameworkErrors, installErrorHandling } from './http/problem.ts';
 import { validatorCompiler } from './http/validation.ts';
@@ -148,6 +149,7 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
   };
 
   app.setValidatorCompiler(validatorCompiler);
+  installJsonParser(app);
   installErrorHandling(app);
   await app.register(swagger, openApiDocument(config));
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -4,6 +4,7 @@ import type { AnnouncementRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, invalid, notFound } from '../errors.ts';
 import { insertEvents } from '../events/events.repo.ts';
+import { toTime } from '../http/formats.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
 import { newId } from '../ids.ts';
@@ -48,8 +49,8 @@ export async function announcementsRoutes(app: App, deps: Deps): Promise<void> {
       const audience = body.audience as Audience;
       checkAudience(audience);
       const now = deps.clock.now();
-      const publishAt = body.publish_at === undefined ? now : Date.parse(body.publish_at);
-      const expiresAt = body.expires_at === undefined ? null : Date.parse(body.expires_at);
+      const publishAt = body.publish_at === undefined ? now : toTime(body.publish_at, 'body.publish_at');
+      const expiresAt = body.expires_at === undefined ? null : toTime(body.expires_at, 'body.expires_at');
       if (expiresAt !== null && expiresAt <= Math.max(publishAt, now)) {
         throw invalid('body.expires_at', 'must be later than publish_at and than now');
       }

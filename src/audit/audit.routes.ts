@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError } from '../errors.ts';
+import { toTime } from '../http/formats.ts';
 import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
 import { listAudit } from './audit.repo.ts';
 
@@ -55,8 +56,8 @@ export async function auditRoutes(app: App, deps: Deps): Promise<void> {
         ...(q.actor ? { actor: q.actor } : {}),
         ...(q.subject_type ? { subjectType: q.subject_type } : {}),
         ...(q.subject_id ? { subjectId: q.subject_id } : {}),
-        ...(q.since ? { since: Date.parse(q.since) } : {}),
-        ...(q.until ? { until: Date.parse(q.until) } : {}),
+        ...(q.since ? { since: toTime(q.since, 'query.since') } : {}),
+        ...(q.until ? { until: toTime(q.until, 'query.until') } : {}),
         ...(cursor !== undefined ? { before: Number(cursor) } : {}),
       });
       return toPage(

@@ -36,6 +36,8 @@ const TokenDevice = Type.Object(
     token: Type.String({
       minLength: 1,
       maxLength: 4096,
+      // Both kinds of token are printable ASCII: no spaces, control characters or NULs.
+      pattern: '^[!-~]+$',
       description: 'FCM registration token, or APNs device token (hex)',
     }),
     name: Type.Optional(Type.String({ maxLength: 200 })),

@@ -2,6 +2,7 @@ import { Type } from 'typebox';
 import { auditAdmin } from '../audit/audit.repo.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound } from '../errors.ts';
+import { toTime } from '../http/formats.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { security } from '../http/schemas.ts';
 import {
@@ -46,8 +47,8 @@ function search(q: {
     channel: q.channel,
     endpointId: q.endpoint_id,
     userId: q.user_id,
-    since: q.since === undefined ? undefined : Date.parse(q.since),
-    until: q.until === undefined ? undefined : Date.parse(q.until),
+    since: q.since === undefined ? undefined : toTime(q.since, 'since'),
+    until: q.until === undefined ? undefined : toTime(q.until, 'until'),
   };
 }
 

@@ -8,6 +8,7 @@ import { allowList, checkUrl } from '../delivery/ssrf.ts';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound, toProblem } from '../errors.ts';
 import { presentEscalation } from '../escalation/escalation.ts';
+import { installJsonParser } from '../http/json.ts';
 import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
 import { eventActionsRoutes } from './event-actions.routes.ts';
 import { presentEvent } from './events.present.ts';
@@ -27,10 +28,12 @@ const BATCHED = 'application/cloudevents-batch+json';
 
 /** Publishing (`POST /events`, `POST /events/batch`) and reading events back. */
 export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
-  // CloudEvents' JSON media types parse like JSON; any other type is kept as bytes for binary mode,
-  // where the body is the event's data in whatever format the source declared.
+  // JSON, CloudEvents' JSON media types included, is parsed as sent: normalize.ts checks each event on its
+  // own (nesting, text), so that a bad item in a batch fails alone. Any other type is kept as bytes for binary
+  // mode, where the body is the event's data in whatever format the source declared.
+  app.removeContentTypeParser('application/json');
   app.addContentTypeParser(
-    [STRUCTURED, BATCHED],
+    ['application/json', STRUCTURED, BATCHED],
     { parseAs: 'string' },
     app.getDefaultJsonParser('error', 'error'),
   );
@@ -194,7 +197,11 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
     },
   );
 
-  await eventActionsRoutes(app, deps);
+  // Their bodies are not events: parsed like every other route's.
+  await app.register(async (scope) => {
+    installJsonParser(scope);
+    await eventActionsRoutes(scope as App, deps);
+  });
 }
 
 /** Refuses an event whose write-back URL points at an address Herald may not reach (SSRF). */

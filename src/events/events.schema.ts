@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { FieldProblem } from '../errors.ts';
 import { EscalationFields } from '../escalation/options.ts';
+import { DateTime } from '../http/formats.ts';
 
 export const SEVERITIES = ['info', 'warning', 'error', 'critical'] as const;
 
@@ -55,7 +56,7 @@ export type ResponsePolicy = Static<typeof ResponsePolicy>;
 /** The fields of an event besides its type and id, shared by the native format and CloudEvents extensions. */
 const HeraldFields = {
   subject: Type.Optional(Type.String({ minLength: 1, maxLength: 500 })),
-  time: Type.Optional(Type.String({ format: 'date-time' })),
+  time: Type.Optional(DateTime()),
   severity: Type.Optional(
     Type.Union(
       SEVERITIES.map((s) => Type.Literal(s)),
@@ -65,7 +66,7 @@ const HeraldFields = {
   title: Type.Optional(Type.String({ maxLength: 500 })),
   summary: Type.Optional(Type.String({ maxLength: 5000 })),
   url: Type.Optional(HttpUrl),
-  due_at: Type.Optional(Type.String({ format: 'date-time' })),
+  due_at: Type.Optional(DateTime()),
   recipients: Type.Optional(Recipients),
   actions: Type.Optional(Type.Array(Action, { maxItems: 10 })),
   response_policy: Type.Optional(ResponsePolicy),
@@ -118,6 +119,7 @@ export const Accepted = Type.Object({
   status: Type.String(),
 });
 
+// Compiled with Herald's date-time check (src/http/formats.ts), which TypeBox looks up now.
 const nativeCheck = Compile(NativeEvent);
 const cloudCheck = Compile(CloudEvent);
 

@@ -12,7 +12,7 @@ export type IngestResult =
   | { ok: false; error: HeraldError };
 
 interface Waiting {
-  events: IncomingEvent[];
+  rows: NewEvent[];
   resolve: (results: IngestResult[]) => void;
   reject: (error: unknown) => void;
 }
@@ -36,12 +36,33 @@ export class Ingestor {
     this.#ctx = ctx;
   }
 
-  /** Stores the events (one request's worth) and resolves with one result per event, in order. */
+  /**
+   * Stores the events (one request's worth) and resolves with one result per event, in order. Each event's row
+   * is made here, before it joins a group: an event that cannot be made into one fails alone.
+   */
   submit(events: IncomingEvent[]): Promise<IngestResult[]> {
     if (this.#closed) return Promise.reject(new HeraldError('unavailable', 'Herald is shutting down'));
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ events, resolve, reject });
-      this.#flushing ??= this.#drain();
+    const now = this.#ctx.clock.now();
+    const built = events.map((event): NewEvent | HeraldError => {
+      try {
+        return eventRow(event, now);
+      } catch (error) {
+        this.#ctx.log.error({ err: error }, 'could not make an event into a row');
+        return new HeraldError('internal', 'Herald could not store this event', { cause: error });
+      }
+    });
+    const rows = built.filter((r): r is NewEvent => !(r instanceof HeraldError));
+    const stored =
+      rows.length === 0
+        ? Promise.resolve([])
+        : new Promise<IngestResult[]>((resolve, reject) => {
+            this.#queue.push({ rows, resolve, reject });
+            this.#flushing ??= this.#drain();
+          });
+    if (rows.length === built.length) return stored;
+    return stored.then((results) => {
+      let next = 0;
+      return built.map((r) => (r instanceof HeraldError ? { ok: false, error: r } : results[next++]!));
     });
   }
 
@@ -57,17 +78,17 @@ export class Ingestor {
     while (this.#queue.length > 0) {
       const group: Waiting[] = [];
       let size = 0;
-      while (this.#queue.length > 0 && (size === 0 || size + this.#queue[0]!.events.length <= MAX_GROUP)) {
+      while (this.#queue.length > 0 && (size === 0 || size + this.#queue[0]!.rows.length <= MAX_GROUP)) {
         const next = this.#queue.shift()!;
-        size += next.events.length;
+        size += next.rows.length;
         group.push(next);
       }
       try {
-        const results = await this.#commit(group.flatMap((w) => w.events));
+        const results = await this.#commit(group.flatMap((w) => w.rows));
         let offset = 0;
         for (const waiting of group) {
-          waiting.resolve(results.slice(offset, offset + waiting.events.length));
-          offset += waiting.events.length;
+          waiting.resolve(results.slice(offset, offset + waiting.rows.length));
+          offset += waiting.rows.length;
         }
       } catch (error) {
         this.#ctx.log.error({ err: error }, 'could not store events');
@@ -80,10 +101,9 @@ export class Ingestor {
     this.#flushing = undefined;
   }
 
-  async #commit(events: IncomingEvent[]): Promise<IngestResult[]> {
+  async #commit(rows: NewEvent[]): Promise<IngestResult[]> {
     const { store, clock, metrics } = this.#ctx;
     const now = clock.now();
-    const rows: NewEvent[] = events.map((e) => eventRow(e, now));
     const results = await store.transactDurably(async (trx) => {
       const inserted = await insertEvents(trx, rows);
       const out: IngestResult[] = [];

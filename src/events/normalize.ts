@@ -1,5 +1,7 @@
 import { type FieldProblem, HeraldError } from '../errors.ts';
 import { type EscalationOptions, pickEscalation } from '../escalation/options.ts';
+import { toTime } from '../http/formats.ts';
+import { jsonProblems } from '../http/json.ts';
 import { sha256 } from '../ids.ts';
 import {
   type Action,
@@ -45,6 +47,8 @@ export interface IncomingEvent {
 /** A problem with one event, reported on its own (a batch answers item by item). */
 export class EventProblem extends HeraldError {}
 
+const join = (prefix: string, field: string): string => (prefix ? `${prefix}.${field}` : field);
+
 function fail(problems: FieldProblem[]): never {
   const first = problems[0]!;
   throw new EventProblem('validation_failed', `${first.field} ${first.message}`, { errors: problems });
@@ -61,18 +65,16 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.join(',')}}`;
 }
 
-const ms = (text: string | undefined): number | null => (text === undefined ? null : Date.parse(text));
+/** A date-time the schema checked, as epoch milliseconds (src/http/formats.ts). */
+const ms = (text: string | undefined, field: string): number | null =>
+  text === undefined ? null : toTime(text, field);
 
-/** Top-level text fields holding a NUL character, which databases refuse (data is stored as escaped JSON). */
-function nulProblems(value: unknown, prefix: string): FieldProblem[] {
-  if (value === null || typeof value !== 'object') return [];
-  return Object.entries(value as Record<string, unknown>)
-    .filter(([key, v]) => key !== 'data' && JSON.stringify(v ?? '').includes('\\u0000'))
-    .map(([key]) => ({
-      field: prefix ? `${prefix}.${key}` : key,
-      message: 'must not contain NUL characters',
-    }));
-}
+/**
+ * What the database could not store as sent, looked for before anything walks the event: nesting too deep,
+ * text that is not well-formed Unicode, and NUL characters outside `data` (stored as escaped JSON).
+ */
+const textProblems = (value: unknown, prefix: string): FieldProblem[] =>
+  jsonProblems(value, { prefix, refuseNul: { except: 'data' } });
 
 /** Validates and normalises a native Herald event. `prefix` names the item in a batch (`events.3`). */
 export function fromNative(
@@ -81,8 +83,8 @@ export function fromNative(
   idempotencyKey: string | undefined,
   prefix = '',
 ): IncomingEvent {
-  const problems = checkNative(body, prefix);
-  problems.push(...nulProblems(body, prefix));
+  const problems = textProblems(body, prefix);
+  if (problems.length === 0) problems.push(...checkNative(body, prefix));
   if (problems.length > 0) fail(problems);
   const event = body as NativeEvent;
   if (event.source !== undefined && event.source !== sourceId) {
@@ -95,12 +97,12 @@ export function fromNative(
     format: 'native',
     type: event.type,
     subject: event.subject ?? null,
-    time: ms(event.time),
+    time: ms(event.time, join(prefix, 'time')),
     severity: event.severity ?? 'info',
     title: event.title ?? null,
     summary: event.summary ?? null,
     url: event.url ?? null,
-    dueAt: ms(event.due_at),
+    dueAt: ms(event.due_at, join(prefix, 'due_at')),
     recipients: event.recipients ?? null,
     actions: event.actions ?? null,
     responsePolicy: event.response_policy ?? null,
@@ -158,8 +160,8 @@ export function fromCloudEvent(
     if (typeof record['recipients'] === 'string')
       record['recipients'] = parseRecipients(record['recipients']);
   }
-  const problems = checkCloudEvent(attributes, prefix);
-  problems.push(...nulProblems(attributes, prefix));
+  const problems = textProblems(attributes, prefix);
+  if (problems.length === 0) problems.push(...checkCloudEvent(attributes, prefix));
   if (problems.length > 0) fail(problems);
   const ce = attributes as CloudEvent & Record<string, unknown>;
   const extensions: Record<string, unknown> = { source: ce.source };
@@ -175,12 +177,12 @@ export function fromCloudEvent(
     format: 'cloudevents',
     type: ce.type,
     subject: ce.subject ?? null,
-    time: ms(ce.time),
+    time: ms(ce.time, join(prefix, 'time')),
     severity: ce.severity ?? 'info',
     title: ce.title ?? null,
     summary: ce.summary ?? null,
     url: ce.url ?? null,
-    dueAt: ms(ce.due_at),
+    dueAt: ms(ce.due_at, join(prefix, 'due_at')),
     recipients: ce.recipients ?? null,
     actions: ce.actions ?? null,
     responsePolicy: ce.response_policy ?? null,
@@ -243,6 +245,9 @@ export function fromBinaryCloudEvent(
       attributes['data_base64'] = raw;
     }
   } else if (body !== undefined) {
+    // Parsed JSON, hashed below: checked first (its NUL characters are kept, as in any event's data).
+    const problems = jsonProblems(body, { prefix: 'body' });
+    if (problems.length > 0) fail(problems);
     attributes['data'] = body;
     raw = canonicalJson(body);
   }

@@ -15,10 +15,15 @@ export function encodeCursor(key: string): string {
   return Buffer.from(key, 'utf8').toString('base64url');
 }
 
+// Every key Herald pages by is an id (letters, digits, `._@+-`), a number, or a rule's `<position>:<id>`; a
+// cursor holding anything else (JSON, say) was not made by Herald and would only page from a wrong place.
+const KEY = /^[A-Za-z0-9._@+:-]+$/;
+
+/** The key in a cursor from {@link encodeCursor}; `bad_cursor` for anything else. */
 export function decodeCursor(cursor: string | undefined): string | undefined {
   if (cursor === undefined || cursor === '') return undefined;
   const key = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (key === '' || encodeCursor(key) !== cursor) throw new HeraldError('bad_cursor');
+  if (!KEY.test(key) || encodeCursor(key) !== cursor) throw new HeraldError('bad_cursor');
   return key;
 }
 

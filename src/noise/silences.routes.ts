@@ -4,6 +4,7 @@ import { iso } from '../clock.ts';
 import type { App, Deps } from '../deps.ts';
 import { type FieldProblem, invalidMany, notFound } from '../errors.ts';
 import { SEVERITIES } from '../events/events.schema.ts';
+import { toTime } from '../http/formats.ts';
 import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
 import { Deleted, security } from '../http/schemas.ts';
 import { newId } from '../ids.ts';
@@ -141,8 +142,8 @@ export async function silencesRoutes(app: App, deps: Deps): Promise<void> {
     async (request, reply) => {
       const body = request.body;
       const now = deps.clock.now();
-      const startsAt = body.starts_at === undefined ? now : Date.parse(body.starts_at);
-      const endsAt = Date.parse(body.ends_at);
+      const startsAt = body.starts_at === undefined ? now : toTime(body.starts_at, 'body.starts_at');
+      const endsAt = toTime(body.ends_at, 'body.ends_at');
       const problems: FieldProblem[] = [];
       if (Object.keys(body.matchers).length === 0) {
         problems.push({

@@ -88,6 +88,8 @@ export async function inboxRoutes(app: App, deps: Deps): Promise<void> {
         tags,
         security,
         summary: 'Mark all my unread notifications read',
+        // No options: a body, if any, is `{}`, so that an option sent in the hope it exists is not ignored.
+        body: Type.Union([Type.Object({}, { additionalProperties: false }), Type.Null()]),
         response: { 200: Type.Object({ updated: Type.Integer() }) },
       },
     },

@@ -3,6 +3,7 @@ import type { Db } from '../db/engine.ts';
 import type { EventRow, TemplateRow, UserRow } from '../db/tables.ts';
 import { findUser } from '../directory/users.repo.ts';
 import { HeraldError, invalid } from '../errors.ts';
+import { toTime } from '../http/formats.ts';
 import { eventTitle } from '../notifications/notifications.repo.ts';
 import { chooseTemplate, type RenderInput, renderMessage } from './render.ts';
 import { allTemplates, findTemplate } from './templates.repo.ts';
@@ -87,12 +88,12 @@ function sampleEvent(input: PreviewBody['event'], now: number): EventRow {
     format: 'native',
     type: input.type,
     subject: input.subject ?? null,
-    time: input.time === undefined ? now : Date.parse(input.time),
+    time: input.time === undefined ? now : toTime(input.time, 'body.event.time'),
     severity: input.severity ?? 'info',
     title: input.title ?? null,
     summary: input.summary ?? null,
     url: input.url ?? null,
-    due_at: input.due_at === undefined ? null : Date.parse(input.due_at),
+    due_at: input.due_at === undefined ? null : toTime(input.due_at, 'body.event.due_at'),
     recipients: null,
     actions: input.actions === undefined ? null : JSON.stringify(input.actions),
     dedup_key: null,

@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { DeliveryRow, DeviceRow, EndpointRow, EventRow, ProviderRow, UserRow } from '../db/tables.ts';
 import { webhookPayload } from '../events/events.present.ts';
 import { findEvents } from '../events/events.repo.ts';
+import type { ExpressionError } from '../expressions.ts';
 import { type Keys, signToken } from '../settings/keys.ts';
 import { chooseTemplate, renderMessage } from '../templates/render.ts';
 import { cancelDeliveries } from './deliveries.repo.ts';
@@ -67,6 +68,7 @@ export async function prepareJobs(
   const jobs: Job[] = [];
   const cancelled: { delivery: DeliveryRow; reason: string }[] = [];
   const bodies = new Map<string, string>();
+  const tripped = new Map<string, Error>();
   for (const delivery of claimed) {
     const event = events.get(delivery.event_id);
     if (event === undefined) {
@@ -85,13 +87,24 @@ export async function prepareJobs(
       continue;
     }
     const endpoint = endpoints.get(delivery.endpoint_id);
-    if (endpoint === undefined) cancelled.push({ delivery, reason: 'endpoint deleted' });
-    else if (endpoint.status !== 'enabled' || disabling.has(endpoint.id)) {
+    if (endpoint === undefined) {
+      cancelled.push({ delivery, reason: 'endpoint deleted' });
+      continue;
+    }
+    if (endpoint.status !== 'enabled' || disabling.has(endpoint.id)) {
       cancelled.push({ delivery, reason: 'endpoint disabled' });
-    } else if (!(await evaluateFilter(endpoint, event))) {
+      continue;
+    }
+    // A filter or transform that fails fails the delivery for good: it would fail again on the same event.
+    const wanted = await guarded(tripped, `${endpoint.id} filter`, () => evaluateFilter(endpoint, event));
+    if (wanted instanceof Error) {
+      jobs.push(newJob(delivery, { kind: 'none', reason: `filter failed: ${wanted.message}` }));
+    } else if (!wanted) {
       cancelled.push({ delivery, reason: "the endpoint's filter does not match" });
     } else if (endpoint.kind === 'webhook') {
-      const body = await webhookBody(endpoint, event, bodies).catch((error: Error) => error);
+      const body = await guarded(tripped, `${endpoint.id} transform`, () =>
+        webhookBody(endpoint, event, bodies),
+      );
       if (body instanceof Error) {
         jobs.push(newJob(delivery, { kind: 'none', reason: `transform failed: ${body.message}` }));
         continue;
@@ -114,6 +127,27 @@ export async function prepareJobs(
   }
   if (cancelled.length > 0) await cancel(ctx, cancelled);
   return jobs;
+}
+
+/**
+ * Runs an endpoint's filter or transform (`expression` names it): its value, or the Error saying why it
+ * failed. One that ran out of time is not run again in this batch, so that one slow expression cannot hold
+ * up the deliveries of every endpoint.
+ */
+async function guarded<T>(
+  tripped: Map<string, Error>,
+  expression: string,
+  run: () => Promise<T>,
+): Promise<T | Error> {
+  const earlier = tripped.get(expression);
+  if (earlier !== undefined) return earlier;
+  try {
+    return await run();
+  } catch (error) {
+    const e = error as ExpressionError;
+    if (e.timedOut) tripped.set(expression, new Error(`not run: earlier in this batch, ${e.message}`));
+    return e;
+  }
 }
 
 /** The body for a webhook endpoint: the full or thin payload, or the endpoint's transform of it. */

@@ -83,6 +83,15 @@ export function allowList(cidrs: readonly string[]): BlockList {
   return cidrList(cidrs, 'HERALD_OUTBOUND_ALLOW');
 }
 
+/**
+ * The refusal of a connection to `host` when it is a literal address that may not be reached; undefined for an
+ * allowed address, and for a name (its addresses are checked as it resolves, by {@link safeLookup}).
+ */
+function literalRefusal(host: string, allow: BlockList): UnsafeAddressError | undefined {
+  const reason = isIP(host) === 0 ? null : refusal(host, allow);
+  return reason === null ? undefined : new UnsafeAddressError(`${host} is ${reason}`);
+}
+
 function bare(hostname: string): string {
   return hostname.startsWith('[') && hostname.endsWith(']') ? hostname.slice(1, -1) : hostname;
 }
@@ -156,9 +165,9 @@ export function connectSafely(
   done: (error: Error | null, socket?: Socket) => void,
 ): void {
   const host = bare(target.host);
-  const reason = isIP(host) === 0 ? null : refusal(host, allow);
-  if (reason !== null) {
-    done(new UnsafeAddressError(`${host} is ${reason}`));
+  const refused = literalRefusal(host, allow);
+  if (refused !== undefined) {
+    done(refused);
     return;
   }
   const socket = connect({ host, port: target.port, lookup: safeLookup(allow), timeout: timeoutMs });
@@ -193,15 +202,9 @@ export function createOutboundAgent(options: OutboundAgentOptions): Agent {
   const connector = buildConnector({ lookup: safeLookup(allow), timeout: options.connectTimeoutMs });
   return new Agent({
     connect(connectOptions, callback) {
-      const host = bare(connectOptions.hostname);
-      if (isIP(host) !== 0) {
-        const reason = refusal(host, allow);
-        if (reason !== null) {
-          callback(new UnsafeAddressError(`${host} is ${reason}`), null);
-          return;
-        }
-      }
-      connector(connectOptions, callback);
+      const refused = literalRefusal(bare(connectOptions.hostname), allow);
+      if (refused !== undefined) callback(refused, null);
+      else connector(connectOptions, callback);
     },
   });
 }

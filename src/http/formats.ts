@@ -11,15 +11,6 @@ const RFC3339 =
 const EARLIEST = Date.parse('0001-01-01T00:00:00.000Z');
 const LATEST = Date.parse('9999-12-31T23:59:59.999Z');
 
-const daysIn = (year: number, month: number): number =>
-  month === 2
-    ? year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
-      ? 29
-      : 28
-    : [4, 6, 9, 11].includes(month)
-      ? 30
-      : 31;
-
 /**
  * The one parser of the date-times Herald is sent: RFC 3339 text to epoch milliseconds, or undefined when it
  * is not one Herald can store and write back. A leap second (`23:59:60`) is refused, since JavaScript time has
@@ -37,13 +28,14 @@ export function parseTime(text: string): number | undefined {
     number,
     number,
   ];
-  const [, , , , , , , fraction = '', sign, offsetHour = '0', offsetMinute = '0'] = m;
-  if (month < 1 || month > 12 || day < 1 || day > daysIn(year, month)) return undefined;
+  const [fraction = '', sign, offsetHour = '0', offsetMinute = '0'] = m.slice(7);
   if (hour > 23 || minute > 59 || second > 59 || Number(offsetHour) > 23 || Number(offsetMinute) > 59)
     return undefined;
   // Date.UTC reads years 0-99 as 1900-1999; setUTCFullYear takes the year as given.
   const date = new Date(0);
   date.setUTCFullYear(year, month - 1, day);
+  // A month past 12 or a day the month does not have rolls over into another date: not one that was written.
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined;
   date.setUTCHours(hour, minute, second, Number(fraction.padEnd(3, '0').slice(0, 3)));
   const offset = (Number(offsetHour) * 60 + Number(offsetMinute)) * 60_000;
   const ms = date.getTime() + (sign === '+' ? -offset : sign === '-' ? offset : 0);

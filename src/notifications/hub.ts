@@ -66,7 +66,7 @@ export class InboxHub {
       this.#byUser.set(userId, streams);
     }
     // Sets iterate in insertion order: the first is the oldest.
-    if (streams.size >= STREAMS_PER_USER) [...streams][0]!.end();
+    if (streams.size >= STREAMS_PER_USER) streams.values().next().value?.end();
     streams.add(stream);
     this.#open++;
     this.#ctx.metrics.streamClients.inc();

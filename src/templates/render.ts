@@ -1,4 +1,5 @@
 import { Liquid, Tag, type Template } from 'liquidjs';
+import { actionsOf } from '../actions/policy.ts';
 import type { Message, MessageAction, Severity } from '../channels/channel.ts';
 import type { EventRow, TemplateRow, UserRow } from '../db/tables.ts';
 import { presentEvent } from '../events/events.present.ts';
@@ -196,12 +197,8 @@ export function renderMessage(input: RenderInput): { message: Message; templateE
   const title = notification?.title ?? eventTitle(event);
   const summary = notification?.summary ?? event.summary;
   const url = notification?.url ?? event.url;
-  const offered = event.actions === null || notification?.actionable === 0 ? '[]' : event.actions;
-  const actions: MessageAction[] = (JSON.parse(offered) as { id: string; label: string }[]).map((a) => ({
-    id: a.id,
-    label: a.label,
-    url: null,
-  }));
+  const offered = notification?.actionable === 0 ? [] : actionsOf(event);
+  const actions: MessageAction[] = offered.map((a) => ({ id: a.id, label: a.label, url: null }));
   const base: Message = {
     id: `${notification?.id ?? event.id}.${input.channel}`,
     eventId: event.id,

@@ -256,7 +256,11 @@ for (const engine of ENGINES) {
     const issued = await h.api('POST', `/v1/users/${alice.id}/tokens`, { expires_in_days: 1 });
     assert.equal(issued.body.expires_at, new Date(clock.now() + 86_400_000).toISOString());
     assert.equal((await h.api('GET', '/v1/me/notifications', undefined, issued.body.token)).status, 200);
-    clock.advance(86_400_000 + 1);
+    // Used a second before it expires, then a second after: the lookup Herald keeps for a few seconds ends
+    // with the token.
+    clock.advance(86_400_000 - 1_000);
+    assert.equal((await h.api('GET', '/v1/me/notifications', undefined, issued.body.token)).status, 200);
+    clock.advance(2_000);
     assert.equal((await h.api('GET', '/v1/me/notifications', undefined, issued.body.token)).status, 401);
   });
 

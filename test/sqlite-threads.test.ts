@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -75,4 +75,40 @@ test('[sqlite] wake-ups published in one thread reach the same database in anoth
   await waitFor(() => heard.length === 2 || undefined, 5_000);
   assert.deepEqual(heard, ['u1,u2', 'u3']);
   assert.deepEqual(strays, []);
+});
+
+test('[sqlite] with threads sharing the file, commits leave checkpoints to the checkpointer thread', async (t) => {
+  const path = tempDatabase(t);
+  const setup = openStore(path);
+  await migrateToLatest(setup.db, setup.engine);
+  await setup.close();
+  const lock = threadLockMemory();
+  const writer = openStore(path, { threadLock: lock });
+  t.after(() => writer.close());
+  const pad = 'x'.repeat(2_000);
+  // About 6 MB: SQLite's own default would have checkpointed during these commits (past 1,000 pages, 4 MB).
+  for (let batch = 0; batch < 30; batch++) {
+    await writer.db.transaction().execute(async (trx) => {
+      for (let i = 0; i < 100; i++) {
+        await trx
+          .insertInto('audit_log')
+          .values({
+            at: 0,
+            actor: 'system',
+            action: 'test.padded',
+            subject_type: 'test',
+            subject_id: `${batch}`,
+            data: pad,
+          })
+          .execute();
+      }
+    });
+  }
+  const fileSize = () => statSync(path).size;
+  assert.ok(statSync(`${path}-wal`).size > 5_000_000, 'the WAL holds what was written');
+  assert.ok(fileSize() < 1_000_000, `no commit copied the WAL back into the file (${fileSize()} bytes)`);
+
+  const checkpointer = openStore(path, { threadLock: lock, checkpointer: true });
+  t.after(() => checkpointer.close());
+  await waitFor(() => fileSize() > 5_000_000 || undefined, 5_000);
 });

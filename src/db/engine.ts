@@ -40,11 +40,16 @@ export interface StoreOptions extends PostgresOptions {
    * thread is one more client, like another node.
    */
   threadLock?: SharedArrayBuffer;
+  /**
+   * With `threadLock`: this thread's store copies the WAL back into the database file (SQLite's checkpoints),
+   * in the background, for every thread (see sqlite.ts). Give it to one thread, not the HTTP thread.
+   */
+  checkpointer?: boolean;
 }
 
 /** Opens the database named by a URL: `postgres://...` or a SQLite file path (or `:memory:`). */
 export function openStore(url: string, options: StoreOptions = {}): Store {
-  return isPostgresUrl(url) ? connectPostgres(url, options) : connectSqlite(url, options.threadLock);
+  return isPostgresUrl(url) ? connectPostgres(url, options) : connectSqlite(url, options);
 }
 
 export function isPostgresUrl(url: string): boolean {

@@ -30,9 +30,15 @@ import type { Database } from './tables.ts';
  * and the database file after each one.
  *
  * With `threadLock`, other threads of this process open the same file too (see sqlite-shared.ts): writes take
- * turns on that lock, and wake-ups reach every thread.
+ * turns on that lock, and wake-ups reach every thread. Then the commits no longer checkpoint (copy the WAL back
+ * into the database file, which SQLite otherwise does inside the commit that crosses 1,000 pages, fsyncs
+ * included): the `checkpointer` thread does it every CHECKPOINT_MS, on a connection of its own and outside
+ * the write turn, so neither the HTTP thread nor a writer waiting for its turn pays for it.
  */
-export function connectSqlite(path: string, threadLock?: SharedArrayBuffer): EngineParts {
+export function connectSqlite(
+  path: string,
+  { threadLock, checkpointer = false }: { threadLock?: SharedArrayBuffer; checkpointer?: boolean } = {},
+): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);
   raw.exec(`
@@ -45,6 +51,9 @@ export function connectSqlite(path: string, threadLock?: SharedArrayBuffer): Eng
   `);
   const config = { database: adapt(raw) };
   const shared = threadLock !== undefined && path !== ':memory:';
+  // A backstop only: should the checkpointer stall, commits still keep the WAL from growing without bound.
+  if (shared) raw.exec(`pragma wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+  const stopCheckpoints = shared && checkpointer ? checkpointInBackground(path) : undefined;
   const dialect = shared
     ? new ThreadSharedSqliteDialect(config, new ThreadWriteLock(threadLock))
     : new SqliteDialect(config);
@@ -72,9 +81,34 @@ export function connectSqlite(path: string, threadLock?: SharedArrayBuffer): Eng
       return result;
     },
     async close() {
+      stopCheckpoints?.();
       await (await walHandle)?.close();
       await db.destroy();
     },
+  };
+}
+
+// Pages the WAL may hold before a commit checkpoints it itself, when a checkpointer runs (64 MB of 4 KB pages).
+const BACKSTOP_PAGES = 16_384;
+const CHECKPOINT_MS = 100;
+
+/**
+ * Checkpoints the WAL every CHECKPOINT_MS on a connection used for nothing else; returns a function that stops.
+ * PASSIVE: it copies what no reader still needs and never waits, so writers and readers go on meanwhile; with
+ * nothing new in the WAL it costs next to nothing.
+ */
+function checkpointInBackground(path: string): () => void {
+  const connection = new DatabaseSync(path);
+  const timer = setInterval(() => {
+    try {
+      connection.exec('pragma wal_checkpoint(passive)');
+    } catch {
+      // Busy (another checkpoint is running) or the file is going away: the next round tries again.
+    }
+  }, CHECKPOINT_MS).unref();
+  return () => {
+    clearInterval(timer);
+    connection.close();
   };
 }
 

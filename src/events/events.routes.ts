@@ -97,7 +97,8 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
         }
       });
       for (const [index, e] of incoming.entries()) {
-        if (e instanceof HeraldError) continue;
+        // Most events name no callback: only those wait for a lookup.
+        if (e instanceof HeraldError || e.callbackUrl === null) continue;
         const refused = await checkCallbackUrl(e, allow).catch((error: unknown) => error);
         if (refused instanceof HeraldError) incoming[index] = refused;
       }

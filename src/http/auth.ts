@@ -23,9 +23,9 @@ const CACHE_MS = 5_000;
 const CACHE_MAX = 10_000;
 
 /**
- * Resolves bearer tokens to principals. Lookups are cached for a few seconds so the hot ingest path does not
- * read the credentials table on every request; revoking on this node clears the cache at once, other nodes
- * follow within {@link CACHE_MS}.
+ * Resolves bearer tokens to principals. Lookups are cached for a few seconds, by the token as sent, so the hot
+ * ingest path neither hashes the token nor reads the credentials table on every request; revoking on this node
+ * clears the cache at once, other nodes follow within {@link CACHE_MS}.
  */
 export class Authenticator {
   readonly #ctx: Context;
@@ -59,26 +59,31 @@ export class Authenticator {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
     if (!match) return null;
     const token = match[1]!;
-    const hash = hashToken(token);
+    const now = this.#ctx.clock.now();
+    const cached = this.#cache.get(token);
+    if (cached !== undefined && cached.until > now) return cached.principal;
+    const found = await this.#lookUp(token, now);
+    if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
+    this.#cache.set(token, found);
+    return found.principal;
+  }
+
+  /** Who the token stands for, and until when that answer may be reused (never past the token's expiry). */
+  async #lookUp(token: string, now: number): Promise<{ principal: Principal | null; until: number }> {
+    const until = now + CACHE_MS;
     if (this.#adminHash !== undefined) {
-      const candidate = Buffer.from(hash);
+      const candidate = Buffer.from(hashToken(token));
       if (candidate.length === this.#adminHash.length && timingSafeEqual(candidate, this.#adminHash)) {
-        return { kind: 'admin' };
+        return { principal: { kind: 'admin' }, until };
       }
     }
-    const now = this.#ctx.clock.now();
-    const cached = this.#cache.get(hash);
-    if (cached !== undefined && cached.until > now) return cached.principal;
     const row = await findCredentialByToken(this.#ctx.store.db, token);
-    let principal: Principal | null = null;
-    if (row && row.revoked_at === null && (row.expires_at === null || row.expires_at > now)) {
-      if (row.kind === 'admin') principal = { kind: 'admin' };
-      else if (row.kind === 'source') principal = { kind: 'source', sourceId: row.owner_id! };
-      else principal = { kind: 'user', userId: row.owner_id! };
-    }
-    if (this.#cache.size >= CACHE_MAX) this.#cache.clear();
-    this.#cache.set(hash, { principal, until: now + CACHE_MS });
-    return principal;
+    if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now))
+      return { principal: null, until };
+    const expiring = { until: Math.min(until, row.expires_at ?? until) };
+    if (row.kind === 'admin') return { principal: { kind: 'admin' }, ...expiring };
+    if (row.kind === 'source') return { principal: { kind: 'source', sourceId: row.owner_id! }, ...expiring };
+    return { principal: { kind: 'user', userId: row.owner_id! }, ...expiring };
   }
 
   /** Drops cached lookups; call after revoking or rotating credentials. */

@@ -121,7 +121,11 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
   const threadLock = threaded ? threadLockMemory() : undefined;
   const store =
     options.store ??
-    openStore(config.databaseUrl, { threadLock, onError: (e) => app.log.error({ err: e }, 'database') });
+    openStore(config.databaseUrl, {
+      threadLock,
+      checkpointer: threaded,
+      onError: (e) => app.log.error({ err: e }, 'database'),
+    });
   await migrateToLatest(store.db, store.engine);
   await releaseStaleLeases(store);
 

@@ -41,8 +41,8 @@ export interface StoreOptions extends PostgresOptions {
    */
   threadLock?: SharedArrayBuffer;
   /**
-   * With `threadLock`: this thread's store copies the WAL back into the database file (SQLite's checkpoints),
-   * in the background, for every thread (see sqlite.ts). Give it to one thread, not the HTTP thread.
+   * With `threadLock`: this store starts the thread that copies the WAL back into the database file (SQLite's
+   * checkpoints) for all of them (see sqlite.ts). Give it to one store only.
    */
   checkpointer?: boolean;
 }

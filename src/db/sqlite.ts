@@ -1,7 +1,9 @@
+import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Worker } from 'node:worker_threads';
 import {
   Kysely,
   type SelectQueryBuilder,
@@ -32,12 +34,12 @@ import type { Database } from './tables.ts';
  * With `threadLock`, other threads of this process open the same file too (see sqlite-shared.ts): writes take
  * turns on that lock, and wake-ups reach every thread. Then the commits no longer checkpoint (copy the WAL back
  * into the database file, which SQLite otherwise does inside the commit that crosses 1,000 pages, fsyncs
- * included): the `checkpointer` thread does it every CHECKPOINT_MS, on a connection of its own and outside
- * the write turn, so neither the HTTP thread nor a writer waiting for its turn pays for it.
+ * included): the store opened with `checkpointer` starts a thread that does it every CHECKPOINT_MS, outside the
+ * write turn, so no commit, and no thread waiting for its turn, pays for it.
  */
 export function connectSqlite(
   path: string,
-  { threadLock, checkpointer = false }: { threadLock?: SharedArrayBuffer; checkpointer?: boolean } = {},
+  options: { threadLock?: SharedArrayBuffer; checkpointer?: boolean; onError?: (error: Error) => void } = {},
 ): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);
@@ -50,10 +52,12 @@ export function connectSqlite(
     pragma temp_store = memory;
   `);
   const config = { database: adapt(raw) };
+  const { threadLock } = options;
   const shared = threadLock !== undefined && path !== ':memory:';
   // A backstop only: should the checkpointer stall, commits still keep the WAL from growing without bound.
   if (shared) raw.exec(`pragma wal_autocheckpoint = ${BACKSTOP_PAGES}`);
-  const stopCheckpoints = shared && checkpointer ? checkpointInBackground(path) : undefined;
+  const stopCheckpoints =
+    shared && options.checkpointer ? checkpointInBackground(path, options.onError) : undefined;
   const dialect = shared
     ? new ThreadSharedSqliteDialect(config, new ThreadWriteLock(threadLock))
     : new SqliteDialect(config);
@@ -81,7 +85,7 @@ export function connectSqlite(
       return result;
     },
     async close() {
-      stopCheckpoints?.();
+      await stopCheckpoints?.();
       await (await walHandle)?.close();
       await db.destroy();
     },
@@ -93,22 +97,21 @@ const BACKSTOP_PAGES = 16_384;
 const CHECKPOINT_MS = 100;
 
 /**
- * Checkpoints the WAL every CHECKPOINT_MS on a connection used for nothing else; returns a function that stops.
- * PASSIVE: it copies what no reader still needs and never waits, so writers and readers go on meanwhile; with
- * nothing new in the WAL it costs next to nothing.
+ * Starts the thread that checkpoints the WAL every CHECKPOINT_MS (checkpoint-thread.ts); returns a function that
+ * stops it. A thread of its own, so that copying pages and syncing the file never block an event loop.
  */
-function checkpointInBackground(path: string): () => void {
-  const connection = new DatabaseSync(path);
-  const timer = setInterval(() => {
-    try {
-      connection.exec('pragma wal_checkpoint(passive)');
-    } catch {
-      // Busy (another checkpoint is running) or the file is going away: the next round tries again.
-    }
-  }, CHECKPOINT_MS).unref();
-  return () => {
-    clearInterval(timer);
-    connection.close();
+function checkpointInBackground(path: string, onError?: (error: Error) => void): () => Promise<void> {
+  const thread = new Worker(new URL('./checkpoint-thread.ts', import.meta.url), {
+    workerData: { path, everyMs: CHECKPOINT_MS },
+    name: 'herald-checkpoint',
+  });
+  // Should it die, commits past the backstop still checkpoint: reported, not fatal.
+  thread.on('error', (error) => onError?.(error));
+  const exited = once(thread, 'exit');
+  thread.unref();
+  return async () => {
+    thread.postMessage('stop');
+    await exited;
   };
 }
 

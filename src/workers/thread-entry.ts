@@ -17,8 +17,6 @@ const { config, threadLock, share } = workerData as ThreadData;
 const log = threadLogger(config, threadName(share));
 const store = openStore(config.databaseUrl, {
   threadLock,
-  // The thread that sends (or runs everything) is the less busy one during a burst of ingest and routing.
-  checkpointer: share !== 'routing',
   onError: (error) => log.error({ err: error }, 'database'),
 });
 const ctx: Context = {

@@ -55,7 +55,9 @@ for (const engine of ENGINES) {
     assert.equal(replaced.status, 200, replaced.text);
     assert.equal(replaced.body.url, URL_B);
     assert.deepEqual(replaced.body.types, ['order.shipped', 'case.*']);
-    assert.equal(replaced.body.secret, created.body.secret);
+    assert.equal(replaced.body.secret, '********', 'an answer that did not set the secret does not show it');
+    const revealed = await h.api('GET', `/v1/endpoints/${id}/secret`);
+    assert.deepEqual(revealed.body, { secret: created.body.secret }, 'left out means kept');
     assert.equal(replaced.body.description, 'ERP', 'left out means unchanged');
     assert.equal(replaced.body.created_at, created.body.created_at);
 
@@ -64,6 +66,7 @@ for (const engine of ENGINES) {
     const audit = await h.api('GET', `/v1/audit?subject_id=${id}`);
     assert.deepEqual(audit.body.items.map((e: { action: string }) => e.action).sort(), [
       'endpoint.created',
+      'endpoint.secret_revealed',
       'endpoint.updated',
     ]);
     assert.ok(!audit.text.includes(created.body.secret), 'secrets stay out of the audit log');

@@ -29,6 +29,8 @@ for (const engine of ENGINES) {
       'name',
       'updated_at',
     ]);
+    assert.match(created.body.callback_secret, /^whsec_/);
+    assert.equal(fetched.body.callback_secret, '********', 'shown on purpose only');
 
     const keys = await h.api('GET', '/v1/sources/erp/keys');
     assert.equal(keys.status, 200);

@@ -1,5 +1,6 @@
 import { insertInChunks } from '../db/bulk.ts';
 import type { Db } from '../db/engine.ts';
+import { redactSecrets } from './redact.ts';
 
 /** Who did something: `admin`, `source:<id>`, `user:<id>` or `system`. */
 export type Actor = 'admin' | 'system' | `source:${string}` | `user:${string}`;
@@ -32,7 +33,8 @@ export async function appendAudit(db: Db, entries: AuditEntry | AuditEntry[]): P
 
 /**
  * Appends one change made through the admin API, inside the caller's transaction: `action` (`rule.created`)
- * on `subject` (its type and id), with what was set.
+ * on `subject` (its type and id), with what was set. Callers leave secrets out (or say only that one changed);
+ * any value under a key that names a secret is redacted all the same.
  */
 export function auditAdmin(
   db: Db,
@@ -47,7 +49,7 @@ export function auditAdmin(
     action,
     subject_type: subjectType,
     subject_id: subjectId,
-    data,
+    data: redactSecrets(data),
   });
 }
 

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { auditAdmin } from '../audit/audit.repo.ts';
+import { REDACTED } from '../audit/redact.ts';
 import { iso } from '../clock.ts';
 import type { ProviderRow } from '../db/tables.ts';
 import { presentCircuit } from '../delivery/endpoints.present.ts';
@@ -12,7 +13,6 @@ import { deleteProvider, findProvider, listProviders, upsertProvider } from './p
 import { PROVIDER_KINDS } from './registry.ts';
 
 const tags = ['providers'];
-const REDACTED = '********';
 
 const ProviderId = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' });
 const Params = Type.Object({ id: ProviderId });

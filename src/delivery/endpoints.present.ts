@@ -1,24 +1,27 @@
+import { REDACTED, redactUrl } from '../audit/redact.ts';
 import { iso } from '../clock.ts';
 import type { CircuitColumns, DeliveryRow, EndpointRow } from '../db/tables.ts';
 import type { AttemptRow } from './deliveries.repo.ts';
 
 /**
- * An endpoint as the admin API shows it (with its secret: only admins see endpoints); `now` (Herald's clock)
- * says whether its circuit is still paused.
+ * An endpoint as the admin API shows it, without its secrets: the signing secret and header values read
+ * REDACTED, and a chat endpoint's URL (its own credential) only its scheme and host. The signing secret is
+ * shown on purpose only (the answer that set it, `GET /endpoints/{id}/secret`). `now` (Herald's clock) says
+ * whether its circuit is still paused.
  */
 export function presentEndpoint(row: EndpointRow, now: number) {
   return {
     id: row.id,
     kind: row.kind,
-    url: row.url,
+    url: presentUrl(row),
     description: row.description,
     types: JSON.parse(row.types) as string[],
-    secret: row.secret,
+    secret: REDACTED,
     status: row.status,
     disabled_reason: row.disabled_reason,
     filter: row.filter,
     transform: row.transform,
-    headers: row.headers === null ? {} : (JSON.parse(row.headers) as Record<string, string>),
+    headers: Object.fromEntries(Object.keys(headersOf(row)).map((name) => [name, REDACTED])),
     payload: row.payload,
     rate_limit: row.rate_limit,
     ordered: row.ordered === 1,
@@ -26,6 +29,16 @@ export function presentEndpoint(row: EndpointRow, now: number) {
     created_at: iso(row.created_at),
     updated_at: iso(row.updated_at),
   };
+}
+
+/** An endpoint's URL as reads show it: a Slack or Teams webhook URL is a bearer secret. */
+export function presentUrl(row: Pick<EndpointRow, 'kind' | 'url'>): string {
+  return row.kind === 'webhook' ? row.url : redactUrl(row.url, { path: false });
+}
+
+/** An endpoint's own request headers, values included. */
+export function headersOf(row: Pick<EndpointRow, 'headers'>): Record<string, string> {
+  return row.headers === null ? {} : (JSON.parse(row.headers) as Record<string, string>);
 }
 
 /** Where an endpoint's or provider's circuit stands (see delivery/circuit.ts). */

@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import { auditAdmin } from '../audit/audit.repo.ts';
+import { REDACTED, redactUrl } from '../audit/redact.ts';
 import type { EndpointRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { invalid, invalidMany, notFound } from '../errors.ts';
@@ -7,7 +8,7 @@ import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { security } from '../http/schemas.ts';
 import { cancelPendingForEndpoint } from './deliveries.repo.ts';
 import { deliveriesRoutes } from './deliveries.routes.ts';
-import { presentEndpoint } from './endpoints.present.ts';
+import { headersOf, presentEndpoint, presentUrl } from './endpoints.present.ts';
 import {
   deleteEndpoint,
   findEndpoint,
@@ -15,7 +16,7 @@ import {
   listEndpoints,
   updateEndpoint,
 } from './endpoints.repo.ts';
-import { Endpoint, EndpointParams, EndpointPut } from './endpoints.schema.ts';
+import { Endpoint, EndpointParams, EndpointPut, EndpointSecret } from './endpoints.schema.ts';
 import { expressionProblem } from './expressions.ts';
 import { allowList, checkUrl } from './ssrf.ts';
 import { isValidWebhookSecret, newWebhookSecret } from './webhook.ts';
@@ -44,20 +45,22 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
     async (request, reply) => {
       const { id } = request.params;
       const body = request.body;
-      const url = checkEndpointUrl(body.url);
-      if (body.secret !== undefined && !isValidWebhookSecret(body.secret)) {
+      const givenUrl = checkEndpointUrl(body.url);
+      // The redaction placeholder, as reads show the secret, keeps the stored one like leaving it out does.
+      const secret = body.secret === REDACTED ? undefined : body.secret;
+      if (secret !== undefined && !isValidWebhookSecret(secret)) {
         throw invalid('body.secret', 'must be "whsec_" followed by the base64 of 24 to 64 random bytes');
       }
-      await checkUrl(url, allow);
+      // A chat URL as reads show it keeps the stored URL's host, so this checks where it really goes.
+      await checkUrl(givenUrl, allow);
       checkExpressions(body.filter, body.transform, body.kind ?? 'webhook');
+      const givenHeaders = body.headers === undefined ? undefined : checkHeaders(body.headers);
       const now = deps.clock.now();
       const fields = {
-        url,
         types: JSON.stringify(body.types),
         kind: body.kind ?? ('webhook' as const),
         filter: body.filter ?? null,
         transform: body.transform ?? null,
-        headers: body.headers === undefined ? null : JSON.stringify(checkHeaders(body.headers)),
         payload: body.payload ?? ('full' as const),
         rate_limit: body.rate_limit ?? null,
         ordered: body.ordered === true ? 1 : 0,
@@ -65,14 +68,18 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
       };
       const result = await db.transaction().execute(async (trx) => {
         const existing = await findEndpoint(trx, id);
+        const url = keptUrl(givenUrl, existing);
+        const headers = givenHeaders === undefined ? undefined : keptHeaders(givenHeaders, existing, url);
+        const kept = { url, headers: headers === undefined ? null : JSON.stringify(headers) };
         let row: EndpointRow;
         if (existing === undefined) {
           const enabled = body.enabled ?? true;
           row = await insertEndpoint(trx, {
             id,
             ...fields,
+            ...kept,
             description: body.description ?? null,
-            secret: body.secret ?? newWebhookSecret(),
+            secret: secret ?? newWebhookSecret(),
             status: enabled ? 'enabled' : 'disabled',
             disabled_reason: enabled ? null : 'manual',
             failures: 0,
@@ -81,9 +88,9 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
             created_at: now,
           });
         } else {
-          const patch: Parameters<typeof updateEndpoint>[2] = { ...fields };
+          const patch: Parameters<typeof updateEndpoint>[2] = { ...fields, ...kept };
           if (body.description !== undefined) patch.description = body.description;
-          if (body.secret !== undefined) patch.secret = body.secret;
+          if (secret !== undefined) patch.secret = secret;
           if (body.enabled === true) {
             // Re-enabling closes the circuit: the operator says the endpoint is fixed.
             Object.assign(patch, {
@@ -106,19 +113,14 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
           now,
           existing === undefined ? 'endpoint.created' : 'endpoint.updated',
           ['endpoint', id],
-          {
-            url,
-            types: body.types,
-            status: row.status,
-            secret_changed:
-              existing !== undefined && body.secret !== undefined && body.secret !== existing.secret,
-            ...(cancelled > 0 ? { deliveries_cancelled: cancelled } : {}),
-          },
+          auditedChange(row, existing, cancelled),
         );
         return { row, created: existing === undefined };
       });
       reply.code(result.created ? 201 : 200);
-      return presentEndpoint(result.row, now);
+      const shown = presentEndpoint(result.row, now);
+      // The answer that set the signing secret shows it (generated ones are seen nowhere else unless revealed).
+      return result.created || secret !== undefined ? { ...shown, secret: result.row.secret } : shown;
     },
   );
 
@@ -162,6 +164,31 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => presentEndpoint(await mustFind(deps, request.params.id), deps.clock.now()),
   );
 
+  app.get(
+    '/endpoints/:id/secret',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary:
+          "Reveal a webhook endpoint's signing secret, for a receiver to verify with; the reveal is audited",
+        params: EndpointParams,
+        response: { 200: EndpointSecret },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const now = deps.clock.now();
+      return db.transaction().execute(async (trx) => {
+        const row = await findEndpoint(trx, id);
+        if (row === undefined) throw notFound('Endpoint', id);
+        await auditAdmin(trx, now, 'endpoint.secret_revealed', ['endpoint', id]);
+        return { secret: row.secret };
+      });
+    },
+  );
+
   app.delete(
     '/endpoints/:id',
     {
@@ -192,6 +219,81 @@ async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
   const row = await findEndpoint(deps.store.db, id);
   if (row === undefined) throw notFound('Endpoint', id);
   return row;
+}
+
+/**
+ * What the audit log records of a saved endpoint: where it points (a chat URL by scheme and host only, a
+ * webhook URL without its query), its header names, and of its secrets only whether they changed.
+ */
+function auditedChange(row: EndpointRow, before: EndpointRow | undefined, cancelled: number) {
+  const headers = headersOf(row);
+  return {
+    kind: row.kind,
+    url: redactUrl(row.url, { path: row.kind === 'webhook' }),
+    types: JSON.parse(row.types) as string[],
+    status: row.status,
+    headers: Object.keys(headers),
+    ...(before === undefined
+      ? {}
+      : {
+          url_changed: before.url !== row.url,
+          secret_changed: before.secret !== row.secret,
+          headers_changed: changedNames(headersOf(before), headers),
+        }),
+    ...(cancelled > 0 ? { deliveries_cancelled: cancelled } : {}),
+  };
+}
+
+/** The header names added, removed or given another value. */
+function changedNames(before: Record<string, string>, after: Record<string, string>): string[] {
+  const names = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...names].filter((name) => before[name] !== after[name]).sort();
+}
+
+/**
+ * The URL to store: a chat URL sent back as reads show it keeps the stored one; that form of a URL with
+ * nothing stored to keep is refused rather than saved.
+ */
+function keptUrl(given: string, existing: EndpointRow | undefined): string {
+  if (existing !== undefined && given === presentUrl(existing)) return existing.url;
+  if (given === redactUrl(given, { path: false })) {
+    throw invalid(
+      'body.url',
+      `"${REDACTED}" keeps a stored URL of the same host, and there is none; send it whole`,
+    );
+  }
+  return given;
+}
+
+/**
+ * The headers to store: a value sent as REDACTED keeps the stored value of that header, but only while the URL
+ * stays the same; otherwise whoever may edit an endpoint could point it at a host of theirs and collect the
+ * credentials its headers carry.
+ */
+function keptHeaders(
+  given: Record<string, string>,
+  existing: EndpointRow | undefined,
+  url: string,
+): Record<string, string> {
+  const stored = Object.entries(existing === undefined ? {} : headersOf(existing));
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(given)) {
+    if (value !== REDACTED) {
+      headers[name] = value;
+      continue;
+    }
+    const kept = stored.find(([storedName]) => storedName.toLowerCase() === name.toLowerCase());
+    if (kept === undefined)
+      throw invalid(`body.headers.${name}`, `"${REDACTED}" keeps a stored value, and there is none`);
+    if (existing!.url !== url) {
+      throw invalid(
+        `body.headers.${name}`,
+        `the endpoint now sends to another URL; send the value again rather than "${REDACTED}"`,
+      );
+    }
+    headers[name] = kept[1];
+  }
+  return headers;
 }
 
 /** An endpoint URL is an absolute http(s) URL without credentials (deliveries are signed instead). */

@@ -29,7 +29,8 @@ export const EndpointPut = Type.Object(
     url: Type.String({
       minLength: 1,
       maxLength: 2048,
-      description: 'An http or https URL; redirects are not followed',
+      description:
+        'An http or https URL; redirects are not followed. A Slack or Teams URL as reads show it (`https://hooks.slack.com/********`) keeps the stored one',
     }),
     types: Type.Array(Type.String({ minLength: 1, maxLength: 200, pattern: TYPE_PATTERN_REGEX }), {
       minItems: 1,
@@ -42,7 +43,7 @@ export const EndpointPut = Type.Object(
         minLength: 1,
         maxLength: 200,
         description:
-          'Standard Webhooks signing secret, `whsec_` + base64 of 24 to 64 bytes; generated when omitted',
+          'Standard Webhooks signing secret, `whsec_` + base64 of 24 to 64 bytes; generated when the endpoint is created without one; omitted or `"********"` keeps the stored one',
       }),
     ),
     enabled: Type.Optional(Type.Boolean({ description: 'false pauses the endpoint; true re-enables it' })),
@@ -75,7 +76,8 @@ export const EndpointPut = Type.Object(
         Type.String({ maxLength: 2000 }),
         {
           maxProperties: 20,
-          description: 'Extra request headers; the signature headers and Content-Type cannot be replaced',
+          description:
+            'Extra request headers; the signature headers and Content-Type cannot be replaced. A value of `"********"` keeps the stored value of that header while the URL stays the same',
         },
       ),
     ),
@@ -108,10 +110,16 @@ const NullableInteger = Type.Union([Type.Integer(), Type.Null()]);
 export const Endpoint = Type.Object({
   id: Type.String(),
   kind: EndpointKind,
-  url: Type.String(),
+  url: Type.String({
+    description:
+      'A Slack or Teams URL (itself a credential) shows only its scheme and host: `https://hooks.slack.com/********`',
+  }),
   description: NullableString,
   types: Type.Array(Type.String()),
-  secret: Type.String({ description: 'The signing secret (`whsec_...`)' }),
+  secret: Type.String({
+    description:
+      'The signing secret (`whsec_...`) in the answer that created or set it; `"********"` elsewhere (see `GET /v1/endpoints/{id}/secret`)',
+  }),
   status: Type.Union([Type.Literal('enabled'), Type.Literal('disabled')]),
   disabled_reason: Type.Union([
     Type.String({ description: '`gone` (410), `receiver_requested`, `failing` (circuit breaker), `manual`' }),
@@ -119,7 +127,9 @@ export const Endpoint = Type.Object({
   ]),
   filter: NullableString,
   transform: NullableString,
-  headers: Type.Record(Type.String(), Type.String()),
+  headers: Type.Record(Type.String(), Type.String(), {
+    description: 'Header names; every value reads `"********"`',
+  }),
   payload: Type.Union([Type.Literal('full'), Type.Literal('thin')]),
   rate_limit: NullableInteger,
   ordered: Type.Boolean(),
@@ -136,6 +146,13 @@ export const Endpoint = Type.Object({
   }),
   created_at: Time,
   updated_at: Time,
+});
+
+/** An endpoint's signing secret, revealed on purpose. */
+export const EndpointSecret = Type.Object({
+  secret: Type.String({
+    description: 'The Standard Webhooks signing secret (`whsec_...`) receivers verify with',
+  }),
 });
 
 export const DeliveryStatus = Type.Union([

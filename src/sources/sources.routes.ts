@@ -1,6 +1,7 @@
 import type { BlockList } from 'node:net';
 import { Type } from 'typebox';
 import { auditAdmin } from '../audit/audit.repo.ts';
+import { redactUrl } from '../audit/redact.ts';
 import { createCredential, revokeCredentials } from '../auth/credentials.repo.ts';
 import { allowList, checkUrl } from '../delivery/ssrf.ts';
 import { newWebhookSecret } from '../delivery/webhook.ts';
@@ -12,7 +13,14 @@ import { HERALD_SOURCE } from '../ops/alerts.ts';
 import { keyRoutes } from './keys.routes.ts';
 import { presentSource } from './sources.present.ts';
 import { deleteSource, findSource, insertSource, listSources, updateSource } from './sources.repo.ts';
-import { Source, SourceCreate, SourceParams, SourcePatch, SourceWithKey } from './sources.schema.ts';
+import {
+  CallbackSecret,
+  Source,
+  SourceCreate,
+  SourceParams,
+  SourcePatch,
+  SourceWithKey,
+} from './sources.schema.ts';
 
 const tags = ['sources'];
 
@@ -53,13 +61,17 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
         const key = await createCredential(trx, { kind: 'source', ownerId: id, now });
         await auditAdmin(trx, now, 'source.created', ['source', id], {
           name,
-          callback_url: callbackUrl,
+          callback_url: auditedUrl(callbackUrl),
           key_id: key.credential.id,
         });
         return { row, token: key.token };
       });
       reply.code(201);
-      return { ...presentSource(created.row), api_key: created.token };
+      return {
+        ...presentSource(created.row),
+        callback_secret: created.row.callback_secret!,
+        api_key: created.token,
+      };
     },
   );
 
@@ -91,6 +103,31 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
     async (request) => presentSource(await mustFind(deps, request.params.id)),
   );
 
+  app.get(
+    '/sources/:id/callback-secret',
+    {
+      preHandler: admin,
+      schema: {
+        tags,
+        security,
+        summary:
+          "Reveal a source's callback secret, for it to verify write-backs with; the reveal is audited",
+        params: SourceParams,
+        response: { 200: CallbackSecret },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const now = deps.clock.now();
+      return db.transaction().execute(async (trx) => {
+        const row = await findSource(trx, id);
+        if (row === undefined) throw notFound('Source', id);
+        await auditAdmin(trx, now, 'source.callback_secret_revealed', ['source', id]);
+        return { callback_secret: row.callback_secret };
+      });
+    },
+  );
+
   app.patch(
     '/sources/:id',
     {
@@ -116,6 +153,7 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
         const updated = await updateSource(trx, id, patch);
         if (updated === undefined) throw notFound('Source', id);
         const { updated_at: _, ...changes } = patch;
+        if (changes.callback_url !== undefined) changes.callback_url = auditedUrl(changes.callback_url);
         await auditAdmin(trx, patch.updated_at, 'source.updated', ['source', id], changes);
         return updated;
       });
@@ -149,6 +187,11 @@ export async function sourcesRoutes(app: App, deps: Deps): Promise<void> {
   );
 
   await keyRoutes(app, deps);
+}
+
+/** A callback URL as the audit log records it: without its query, which may carry a token. */
+function auditedUrl(url: string | null): string | null {
+  return url === null ? null : redactUrl(url, { path: true });
 }
 
 async function mustFind(deps: Deps, id: string) {

@@ -40,7 +40,8 @@ const SourceFields = {
   name: Type.String(),
   callback_url: Type.Union([Type.String(), Type.Null()]),
   callback_secret: Type.Union([Type.String(), Type.Null()], {
-    description: 'The `whsec_` secret write-backs are signed with (Standard Webhooks); admins only',
+    description:
+      'The `whsec_` secret write-backs are signed with (Standard Webhooks), as `"********"`; see `GET /v1/sources/{id}/callback-secret`',
   }),
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
@@ -50,7 +51,17 @@ export const Source = Type.Object(SourceFields);
 
 export const SourceWithKey = Type.Object({
   ...SourceFields,
+  callback_secret: Type.String({
+    description: 'The `whsec_` secret write-backs are signed with (Standard Webhooks), shown in full here',
+  }),
   api_key: Type.String({ description: 'The API key; shown only in this response, Herald keeps only a hash' }),
+});
+
+/** A source's callback secret, revealed on purpose. */
+export const CallbackSecret = Type.Object({
+  callback_secret: Type.Union([Type.String(), Type.Null()], {
+    description: 'The `whsec_` secret write-backs are signed with; the source verifies them with it',
+  }),
 });
 
 const KeyFields = {

@@ -8,6 +8,7 @@ const REDACT = [
   'req.headers.cookie',
   'req.headers["idempotency-key"]',
   '*.secret',
+  '*.callback_secret',
   '*.api_key',
   '*.token',
   '*.password',

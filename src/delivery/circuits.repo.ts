@@ -1,4 +1,5 @@
 import type { AuditEntry } from '../audit/audit.repo.ts';
+import { redactUrl } from '../audit/redact.ts';
 import { iso } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../db/engine.ts';
@@ -178,7 +179,13 @@ function alertFor(f: Fold, transition: Exclude<Transition, null>, now: number): 
     type: `herald.${f.kind}.${transition}`,
     severity: transition === 'disabled' ? 'critical' : transition === 'paused' ? 'error' : 'info',
     title: `${name} ${transition === 'recovered' ? 'recovered' : transition === 'paused' ? 'is failing' : 'was disabled'}`,
-    integration: { kind: f.kind, id: f.id, channel: f.channel, url: f.url },
+    // The alert is routed like any event: a chat webhook URL is a credential, a query may carry one.
+    integration: {
+      kind: f.kind,
+      id: f.id,
+      channel: f.channel,
+      url: f.url === null ? null : redactUrl(f.url, { path: f.channel === 'webhook' }),
+    },
     errorCode: f.lastError,
     statusCode: f.lastStatus,
     retryStatus,

@@ -59,6 +59,8 @@ export class Dispatcher {
   /** New deliveries were announced since the last claim. */
   #announced = true;
   #idleClaimAt = 0;
+  /** How long until the next claim over all lanes while few lanes are in work: grows while it finds nothing. */
+  #idleClaimEvery = IDLE_CLAIM_MS;
   #senders: Senders | undefined;
   #stopping = false;
   /** Claims run one at a time (the loop's and runOnce's), so room is never handed out twice. */
@@ -77,8 +79,10 @@ export class Dispatcher {
 
   start(): void {
     this.#stopping = false;
-    this.#unsubscribe ??= this.#ctx.store.notifier.subscribe('deliveries', () => {
-      this.#announced = true;
+    this.#unsubscribe ??= this.#ctx.store.notifier.subscribe('deliveries', (payload) => {
+      // The router names the lanes it gave work to ('' says nothing). Work for lanes this node is working
+      // through reaches them by the claims by name; only work elsewhere calls for the claim over all lanes.
+      if (payload === '' || payload.split(',').some((lane) => !this.#inWork(lane))) this.#announce();
       this.wake();
     });
     this.#loop.start();
@@ -143,10 +147,11 @@ export class Dispatcher {
     const { roomFor, exclude, orderedHeads, targeted, workingLanes, workingWithRoom, workingRoom } =
       planClaim(this.#lanes, this.#perEndpoint, real);
     // Every lane being worked on is full: a claim now could only find other lanes' work, and to do so it reads
-    // past the full lanes' backlog. Do that at most every IDLE_CLAIM_MS, or at once when work was announced.
+    // past the full lanes' backlog. Do that at most every #idleClaimEvery, or at once when work was announced.
     const announced = this.#announced;
+    const idleClaimDue = real - this.#idleClaimAt >= this.#idleClaimEvery;
     if (workingLanes > 0 && !workingWithRoom && orderedHeads.length === 0 && !announced) {
-      if (real - this.#idleClaimAt < IDLE_CLAIM_MS) return { jobs: [], claimed: 0 };
+      if (!idleClaimDue) return { jobs: [], claimed: 0 };
       this.#idleClaimAt = real;
     }
     this.#announced = false;
@@ -166,20 +171,24 @@ export class Dispatcher {
       }
     }
     const rest = limit - claimed.length;
-    if (rest > 0 && (!few || announced || real - this.#idleClaimAt >= IDLE_CLAIM_MS)) {
+    if (rest > 0 && (!few || announced || idleClaimDue)) {
       if (few) this.#idleClaimAt = real;
-      claimed.push(
-        ...(await claimDueDeliveries(store, {
-          now,
-          limit: rest,
-          perLane: AHEAD * this.#perEndpoint,
-          roomFor,
-          excludeLanes: exclude,
-          lockedUntil,
-          // Enough candidates for the lanes in work and one new lane: the window over them is the claim's cost.
-          scan: Math.min(2 * rest, 2 * workingRoom + 2 * AHEAD * this.#perEndpoint),
-        })),
-      );
+      const found = await claimDueDeliveries(store, {
+        now,
+        limit: rest,
+        perLane: AHEAD * this.#perEndpoint,
+        roomFor,
+        excludeLanes: exclude,
+        lockedUntil,
+        // Enough candidates for the lanes in work and one new lane: the window over them is the claim's cost.
+        scan: Math.min(2 * rest, 2 * workingRoom + 2 * AHEAD * this.#perEndpoint),
+      });
+      claimed.push(...found);
+      // Past a large backlog of the lanes in work, finding nothing elsewhere costs a walk over all of it: while
+      // that is all it finds, look less often (retries falling due elsewhere can wait a moment).
+      if (few)
+        this.#idleClaimEvery =
+          found.length > 0 ? IDLE_CLAIM_MS : Math.min(2 * this.#idleClaimEvery, IDLE_CLAIM_MAX_MS);
     }
     if (claimed.length === 0) return { jobs: [], claimed: 0 };
     // Oldest first (RETURNING has no order).
@@ -202,6 +211,18 @@ export class Dispatcher {
       this.#rules = { at: now, rules: await loadLaneRules(this.#ctx.store.db, this.#perEndpoint, now) };
     }
     return this.#rules.rules;
+  }
+
+  /** Work was announced for lanes this node is not working through: the next claim looks over all lanes. */
+  #announce(): void {
+    this.#announced = true;
+    this.#idleClaimEvery = IDLE_CLAIM_MS;
+  }
+
+  /** Whether this node holds work of the lane (in flight or queued): its claims by name reach new work of it. */
+  #inWork(id: string): boolean {
+    const lane = this.#lanes.get(id);
+    return lane !== undefined && lane.inFlight + lane.queue.length > 0;
   }
 
   #lane(id: string): LaneState {
@@ -303,5 +324,6 @@ export class Dispatcher {
 
 const LANE_RULES_MS = 1_000;
 const IDLE_CLAIM_MS = 25;
+const IDLE_CLAIM_MAX_MS = 1_000;
 /** While at most this many lanes are in work, each is claimed for by name. */
 const TARGETED_LANES = 2;

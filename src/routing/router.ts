@@ -76,7 +76,8 @@ export class Router {
     metrics.eventsRouted.inc(result.routed);
     metrics.notificationsCreated.inc(result.created);
     publishIds(store.notifier, 'inbox', result.users);
-    if (result.deliveries > 0) store.notifier.publish('deliveries', '');
+    // Naming the lanes lets a dispatcher already working through them skip looking for work elsewhere.
+    publishIds(store.notifier, 'deliveries', result.lanes);
     announceQueueItems(store.notifier, result.queued);
     return events.length;
   }
@@ -213,7 +214,7 @@ export class Router {
     return {
       routed: events.length,
       created,
-      deliveries: deliveries.length,
+      lanes: new Set(deliveries.map((d) => d.lane)),
       queued,
       users: [...new Set([...notifications.map((n) => n.user_id), ...noise.updatedUsers])],
     };

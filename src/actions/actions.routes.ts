@@ -154,7 +154,12 @@ ${field}<button type="submit">${escapeHtml(label)}</button>
           'The body is optional: `comment` as `application/x-www-form-urlencoded` or JSON. A browser ' +
           '(Accept: text/html) gets a page; anyone else the response as JSON.',
         params: TokenParams,
-        response: { 200: { description: 'The response, as a page or JSON', ...Html } },
+        response: {
+          200: {
+            description: 'The response: a page for a browser (Accept: text/html), JSON for anyone else',
+            content: { ...Html.content, 'application/json': { schema: RespondedBody } },
+          },
+        },
       },
     },
     async (request, reply) => {

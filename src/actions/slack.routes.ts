@@ -29,6 +29,7 @@ export async function slackRoutes(app: App, deps: Deps): Promise<void> {
         description:
           'Signed by Slack (`X-Slack-Signature`, `X-Slack-Request-Timestamp`, secret ' +
           '`HERALD_SLACK_SIGNING_SECRET`); unsigned, wrongly signed or stale requests get 401.',
+        consumes: ['application/x-www-form-urlencoded'],
         body: Type.String({ description: 'Slack sends `payload=<JSON>` as a form' }),
         response: { 200: Type.Object({ ok: Type.Boolean(), text: Type.String() }) },
       },

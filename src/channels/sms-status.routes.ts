@@ -66,6 +66,7 @@ export async function smsStatusRoutes(app: App, deps: Deps): Promise<void> {
           'the `AccountSid`); an unsigned or wrongly signed request gets 403. `delivered` shows the SMS as ' +
           'delivered on its notification; `undelivered` and `failed` mark it failed with the `ErrorCode` and try ' +
           "the rule's fallback channel. Other statuses and unknown messages are answered 204 and ignored.",
+        consumes: ['application/x-www-form-urlencoded'],
         body: Form,
         response: { 204: Type.Null({ description: 'Taken (or nothing to do)' }) },
       },

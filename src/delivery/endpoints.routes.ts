@@ -5,7 +5,7 @@ import type { EndpointRow } from '../db/tables.ts';
 import type { App, Deps } from '../deps.ts';
 import { invalid, invalidMany, notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
-import { security } from '../http/schemas.ts';
+import { DeletedNoBody, security } from '../http/schemas.ts';
 import { cancelPendingForEndpoint } from './deliveries.repo.ts';
 import { deliveriesRoutes } from './deliveries.routes.ts';
 import { headersOf, presentEndpoint, presentUrl } from './endpoints.present.ts';
@@ -198,6 +198,7 @@ export async function endpointsRoutes(app: App, deps: Deps): Promise<void> {
         security,
         summary: 'Delete a webhook endpoint; its pending deliveries are cancelled',
         params: EndpointParams,
+        response: { 204: DeletedNoBody },
       },
     },
     async (request, reply) => {

@@ -9,11 +9,20 @@ import type { App, Deps } from '../deps.ts';
 import { HeraldError, notFound, toProblem } from '../errors.ts';
 import { presentEscalation } from '../escalation/escalation.ts';
 import { installJsonParser } from '../http/json.ts';
-import { decodeCursor, PageQuery, toPage } from '../http/pagination.ts';
+import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
 import { eventActionsRoutes } from './event-actions.routes.ts';
 import { presentEvent } from './events.present.ts';
 import { findEvent, listEvents, notificationsOfEvent, routingDecision } from './events.repo.ts';
-import { Accepted, BatchRequest, CloudEvent, NativeEvent } from './events.schema.ts';
+import {
+  Accepted,
+  BatchAnswer,
+  BatchBody,
+  Event,
+  EventDetail,
+  PUBLISH_MODES,
+  PublishBody,
+  PublishHeaders,
+} from './events.schema.ts';
 import type { IngestResult } from './ingest.ts';
 import {
   EventProblem,
@@ -53,9 +62,10 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags: ['events'],
         summary: 'Publish an event (native JSON, or CloudEvents 1.0 in binary or structured mode)',
+        description: PUBLISH_MODES,
         security: [{ bearer: [] }],
-        headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ maxLength: 200 })) }),
-        body: Type.Union([NativeEvent, CloudEvent]),
+        headers: PublishHeaders,
+        body: PublishBody,
         response: { 202: Accepted },
       },
     },
@@ -79,8 +89,13 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags: ['events'],
         summary: 'Publish up to 1,000 events; each is answered on its own',
+        description:
+          'Native events or CloudEvents (JSON format) as `{"events": [...]}` in `application/json`, or ' +
+          'CloudEvents as a JSON array in `application/cloudevents-batch+json`. Answers 200 whatever became ' +
+          'of each event: each item has the status it would have had on its own.',
         security: [{ bearer: [] }],
-        body: BatchRequest,
+        body: BatchBody,
+        response: { 200: BatchAnswer },
       },
     },
     async (request, reply) => {
@@ -127,6 +142,7 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
         summary: 'An event and what became of it: routing, notifications, deliveries',
         security: [{ bearer: [] }],
         params: Type.Object({ id: Type.String({ maxLength: 200 }) }),
+        response: { 200: EventDetail },
       },
     },
     async (request) => {
@@ -178,6 +194,7 @@ export async function eventsRoutes(app: App, deps: Deps): Promise<void> {
           type: Type.Optional(Type.String({ maxLength: 200 })),
           status: Type.Optional(Type.Union([Type.Literal('pending'), Type.Literal('routed')])),
         }),
+        response: { 200: Page(Event) },
       },
     },
     async (request) => {

@@ -12,7 +12,7 @@ import { findUser } from '../directory/users.repo.ts';
 import { DirectoryId } from '../directory/users.schema.ts';
 import { notFound } from '../errors.ts';
 import { decodeCursor, Page, PageQuery, toPage } from '../http/pagination.ts';
-import { security } from '../http/schemas.ts';
+import { DeletedNoBody, security } from '../http/schemas.ts';
 
 const tags = ['directory'];
 const DAY_MS = 86_400_000;
@@ -137,6 +137,7 @@ export async function tokensRoutes(app: App, deps: Deps): Promise<void> {
         security,
         summary: "Revoke one of a user's tokens (their open streams close)",
         params: TokenParams,
+        response: { 204: DeletedNoBody },
       },
     },
     async (request, reply) => {

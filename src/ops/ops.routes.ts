@@ -38,7 +38,19 @@ export async function opsRoutes(app: App, deps: Deps): Promise<void> {
 
   app.get(
     '/metrics',
-    { schema: { tags: ['operations'], summary: 'Prometheus metrics', hide: false } },
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Prometheus metrics',
+        hide: false,
+        response: {
+          200: {
+            description: 'The Prometheus text exposition format (version 0.0.4)',
+            content: { 'text/plain': { schema: Type.String() } },
+          },
+        },
+      },
+    },
     async (_request, reply) => {
       return reply.type(deps.metrics.registry.contentType).send(await deps.metricsText());
     },

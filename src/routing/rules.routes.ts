@@ -15,7 +15,7 @@ import { findSource } from '../sources/sources.repo.ts';
 import { explainEvent } from './explain.ts';
 import { assertRuleReferences, checkRule, uniqueSpecs } from './rules.check.ts';
 import { deleteRule, findRule, listRules, type Rule, upsertRule } from './rules.repo.ts';
-import { RuleBody, RuleParams, RuleShape } from './rules.schema.ts';
+import { Explanation, RuleBody, RuleParams, RuleShape } from './rules.schema.ts';
 
 const tags = ['rules'];
 
@@ -167,6 +167,7 @@ export async function rulesRoutes(app: App, deps: Deps): Promise<void> {
         summary: 'Explain how an event would be routed now; nothing is stored or sent',
         description: EXPLAIN,
         body: ExplainBody,
+        response: { 200: Explanation },
       },
     },
     async (request) => {

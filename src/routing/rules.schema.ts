@@ -1,9 +1,10 @@
 import { Type } from 'typebox';
 import { DirectoryId } from '../directory/users.schema.ts';
 import { EscalationFields } from '../escalation/options.ts';
-import { Action, ResponsePolicy, SEVERITIES } from '../events/events.schema.ts';
+import { Action, Event, ResponsePolicy, SEVERITIES } from '../events/events.schema.ts';
 import { RuleNoise } from '../noise/options.ts';
 import { EVENT_PATH_REGEX, TYPE_PATTERN_REGEX } from './patterns.ts';
+import { Hold, SkippedChannel, Unresolved } from './routing.schema.ts';
 
 /*
  * Request and response schemas of routing rules. They document the API and give Fastify a first check;
@@ -175,4 +176,55 @@ export const RuleShape = Type.Object({
   ...RuleActionFields,
   created_at: Type.String({ format: 'date-time' }),
   updated_at: Type.String({ format: 'date-time' }),
+});
+
+const Via = Type.Array(Type.String(), {
+  description: 'The routes that reach them: `recipients`, `rule:<id>`, `subscription:<id>`',
+});
+
+/** `POST /v1/routing/explain`: how an event would be routed now (routing/explain.ts). */
+export const Explanation = Type.Object({
+  event: Type.Omit(Event, ['id', 'source_event_id', 'status', 'received_at'], {
+    description: 'The event as it would be stored',
+  }),
+  rules: Type.Array(
+    Type.Object({
+      rule: Type.String(),
+      name: Type.Union([Type.String(), Type.Null()]),
+      position: Type.Integer(),
+      continue: Type.Boolean(),
+      matched: Type.Boolean(),
+      reason: Type.Optional(
+        Type.String({
+          description:
+            'Why it did not match: `type`, `source`, `severity`, `subject`, `condition_false`, ' +
+            '`condition_error`, `stopped` or `disabled`',
+        }),
+      ),
+      detail: Type.String(),
+    }),
+    { description: 'Every rule, disabled ones too, in order' },
+  ),
+  subscriptions_matched: Type.Array(Type.String()),
+  recipient_count: Type.Integer(),
+  recipients: Type.Array(
+    Type.Object({
+      user_id: Type.String(),
+      notified: Type.Boolean({ description: 'False when noise control would hold it back now (`held`)' }),
+      channels: Type.Array(Type.String()),
+      via: Via,
+      channels_skipped: Type.Array(SkippedChannel),
+      held: Type.Optional(Hold),
+    }),
+    { description: 'The first 1,000 people it would reach' },
+  ),
+  queues: Type.Array(
+    Type.Object({
+      group_id: Type.String(),
+      item_id: Type.Null({ description: 'Nothing is stored, so there is no item yet' }),
+      via: Via,
+    }),
+  ),
+  unresolved: Type.Array(Unresolved),
+  endpoints: Type.Array(Type.String(), { description: 'The webhook and chat endpoints it would go to' }),
 });

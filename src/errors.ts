@@ -18,7 +18,6 @@ export const ERRORS = {
   not_found: { status: 404, title: 'No such resource' },
   route_not_found: { status: 404, title: 'No such route' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
-  not_acceptable: { status: 406, title: 'The requested representation is not available' },
   conflict: { status: 409, title: 'The resource is in a state that does not allow this' },
   idempotency_conflict: {
     status: 409,
@@ -32,7 +31,6 @@ export const ERRORS = {
   payload_too_large: { status: 413, title: 'The request body is larger than the configured limit' },
   uri_too_long: { status: 414, title: 'A path segment of the URL is too long' },
   unsupported_media_type: { status: 415, title: 'This content type is not supported here' },
-  rate_limited: { status: 429, title: 'Too many requests' },
   internal: { status: 500, title: 'Internal error' },
   unavailable: { status: 503, title: 'Herald is not ready to serve this request' },
 } as const satisfies Record<string, { status: number; title: string }>;

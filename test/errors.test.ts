@@ -49,6 +49,18 @@ test('unknown routes and methods answer problem+json', async (t) => {
   assert.equal(res.status, 404);
   assert.equal(res.body.code, 'route_not_found');
   assert.match(String(res.headers['content-type']), /application\/problem\+json/);
+
+  // A path Herald serves, with a method it does not take there: 405 and the methods it does take.
+  const wrong = await h.api('PATCH', '/v1/users/someone');
+  assert.equal(wrong.status, 405);
+  assert.equal(wrong.body.code, 'method_not_allowed');
+  assert.equal(wrong.headers['allow'], 'DELETE, GET, HEAD, PUT');
+  assert.match(String(wrong.headers['content-type']), /application\/problem\+json/);
+  const token = await h.api('POST', '/v1/users/someone/tokens/key_1');
+  assert.equal(token.status, 405);
+  assert.equal(token.headers['allow'], 'DELETE');
+  // Each `:param` stands for one segment only.
+  assert.equal((await h.api('DELETE', '/v1/users/someone/extra/segments')).status, 404);
 });
 
 test('health, readiness and metrics answer without credentials', async (t) => {

@@ -81,12 +81,45 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     return sendProblem(reply, problem, request.url.split('?')[0]);
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      new HeraldError('route_not_found', `No route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  const routes = routeTable(app);
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    // A path Herald serves, asked with another method: 405, naming the methods it takes (RFC 9110 15.5.6).
+    const allowed = routes.methodsFor(path);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return sendProblem(
+        reply,
+        new HeraldError('method_not_allowed', `${path} takes ${allowed.join(', ')}, not ${request.method}`),
+      );
+    }
+    return sendProblem(reply, new HeraldError('route_not_found', `No route ${request.method} ${path}`));
+  });
+}
+
+/**
+ * The paths of the routes registered from here on, as patterns, with their methods: so a request that matched
+ * no route can be told apart as a wrong method on a path that exists.
+ */
+function routeTable(app: FastifyInstance) {
+  const routes: { pattern: RegExp; methods: string[] }[] = [];
+  app.addHook('onRoute', (route) => {
+    const methods = [route.method].flat();
+    // `:name` takes one segment, `*` the rest; everything else is literal.
+    const source = route.url
+      .split(/(:[A-Za-z0-9_]+|\*)/)
+      .map((part) =>
+        part === '*' ? '.*' : part.startsWith(':') ? '[^/]+' : part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+      )
+      .join('');
+    routes.push({ pattern: new RegExp(`^${source}$`), methods });
+  });
+  return {
+    methodsFor(path: string): string[] {
+      const methods = routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods);
+      return [...new Set(methods)].sort();
+    },
+  };
 }
 
 /** PostgreSQL's data exceptions (SQLSTATE class 22: a NUL in text, a number out of range) are the input's fault. */

@@ -1,6 +1,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import jsonata from 'jsonata';
+import { RegexCaseError, withoutIgnoreCase } from './regex-case.ts';
 
 /*
  * Operators' expressions (rule conditions, endpoint filters and transforms) are JSONata, evaluated here with
@@ -10,10 +11,11 @@ import jsonata from 'jsonata';
  * - JSONata's guardrails (LIMITS), checked at each step of an evaluation. A timer racing the promise would not
  *   do: an evaluation only yields to microtasks, so the timer never fires until it ends.
  * - Regular expressions cannot be stopped inside a step, so each regex literal runs on V8's linear-time engine
- *   (the `l` flag): no input makes it backtrack. Regexes that engine cannot run (backreferences, lookahead, the
- *   `i` flag, counted repetition over 16) are refused when an expression is saved, and fail if one is built
- *   later by `$eval`. V8's fallback to that engine on runaway backtracking also covers the regexes JSONata
- *   builds for lambda signatures.
+ *   (the `l` flag): no input makes it backtrack. That engine has no case-insensitive matching, so the `i` flag
+ *   is first rewritten into classes of case variants (src/regex-case.ts). Regexes it cannot run
+ *   (backreferences, lookaround, counted repetition over 16) are refused when an expression is saved, and fail
+ *   if one is built later by `$eval`. V8's fallback to that engine on runaway backtracking also covers the
+ *   regexes JSONata builds for lambda signatures.
  * - `$toMillis` with a picture runs a regex JSONata builds from the picture with the `i` flag: it runs under
  *   a hard time limit instead.
  */
@@ -51,7 +53,8 @@ class LinearRegExp extends RegExp {
   readonly #deadline = Date.now() + LIMITS.timeout;
 
   constructor(regex: RegExp) {
-    super(regex.source, `${regex.flags}l`);
+    const { source, flags } = withoutIgnoreCase(regex.source, regex.flags);
+    super(source, `${flags}l`);
   }
 
   override exec(text: string): RegExpExecArray | null {
@@ -138,14 +141,14 @@ export function expressionProblem(text: string): ExpressionProblem | undefined {
   for (const node of regexNodes(expression.ast())) {
     try {
       new LinearRegExp(node.value);
-    } catch {
-      return {
-        kind: 'regex',
-        message:
-          `regular expression /${node.value.source}/${node.value.flags.replace('g', '')} cannot run in linear ` +
-          'time (it may not use backreferences, lookahead, the i flag or repetition counts over 16)',
-        position: node.position,
-      };
+    } catch (error) {
+      const regex = `regular expression /${node.value.source}/${node.value.flags.replace('g', '')}`;
+      const why =
+        error instanceof RegexCaseError
+          ? error.message
+          : 'cannot run in linear time (it may not use backreferences, lookahead, lookbehind or repetition ' +
+            'counts over 16)';
+      return { kind: 'regex', message: `${regex} ${why}`, position: node.position };
     }
   }
   return undefined;

@@ -7,9 +7,10 @@ import { eventOf, explain, people, reasons, rule } from './routing.fixtures.ts';
 
 /*
  * Operators' expressions (rule conditions, endpoint filters and transforms) cannot hold up Herald's threads:
- * regexes run in linear time, those that cannot are refused when saved and fail safely when built later,
- * loops run out of time, and a failing filter or transform fails its own delivery for good. Nothing here
- * measures time; without the limits these tests would hang.
+ * regexes run in linear time (with the i flag rewritten into classes of case variants: test/regex-case.test.ts),
+ * those that cannot are refused when saved and fail safely when built later, loops run out of time, and a
+ * failing filter or transform fails its own delivery for good. Nothing here measures time; without the limits
+ * these tests would hang.
  */
 
 const catastrophic = `$match("${'a'.repeat(40)}!", /(a+)+$/)`;
@@ -75,8 +76,10 @@ for (const engine of ENGINES) {
     await people(h, { id: 'ops' });
     for (const [condition, regex] of [
       ['$contains(data.text, /(a)\\1/)', '/(a)\\1/'],
-      ['$contains(title, /urgent/i)', '/urgent/i'],
+      // The i flag is rewritten away, but no class makes a backreference compare case-insensitively.
+      ['$contains(data.text, /(\\w)\\1/i)', '/(\\w)\\1/i'],
       ['$replace(title, /x(?=y)/, "z") = title', '/x(?=y)/'],
+      ['$contains(title, /(?<=re: )urgent/i)', '/(?<=re: )urgent/i'],
     ] as const) {
       const res = await h.api('PUT', '/v1/rules/r1', {
         match: { types: ['ticket.*'], condition },
@@ -91,7 +94,7 @@ for (const engine of ENGINES) {
         problem.message.startsWith(`regular expression ${regex} cannot run in linear time`),
         problem.message,
       );
-      assert.match(problem.message, /backreferences, lookahead, the i flag .* at character \d+$/);
+      assert.match(problem.message, /backreferences, lookahead, lookbehind .* at character \d+$/);
     }
     assert.equal((await h.api('GET', '/v1/rules/r1')).status, 404);
 
@@ -105,6 +108,48 @@ for (const engine of ENGINES) {
       assert.equal(res.body.errors[0].field, `body.${field}`);
       assert.match(res.body.errors[0].message, /cannot run in linear time .*\(at character \d+\)$/);
     }
+  });
+
+  test(`[${engine}] conditions with the i flag are saved and match whatever the case, in explain and in routing`, async (t) => {
+    const h = await startHerald(t, engine, { workers: false });
+    const { api_key } = await createSource(h, { id: 'erp' });
+    await ruleBook(h, {
+      timeout: '$match(data.text, /time-?out/i)',
+      delay: '$contains(data.text, /DÉLAI/i)',
+    });
+    const texts = ['Connection TIMEOUT after 30 s', 'délai dépassé', 'Time-Out', 'all fine'];
+    const expected = [['timeout'], ['delay'], ['timeout'], []];
+    for (const [i, text] of texts.entries()) {
+      const explained = await explain(h, { type: 'ticket.created', source: 'erp', data: { text } });
+      const matched = Object.entries(reasons(explained)).filter(([, reason]) => reason === 'matched');
+      assert.deepEqual(
+        matched.map(([id]) => id),
+        expected[i],
+        text,
+      );
+    }
+
+    const ids = [];
+    for (const text of texts)
+      ids.push(await publishEvent(h, api_key, { type: 'ticket.created', data: { text } }));
+    await routeAll(h);
+    for (const [i, id] of ids.entries()) {
+      assert.deepEqual((await eventOf(h, id)).routing.rules_matched, expected[i], texts[i]);
+    }
+  });
+
+  test(`[${engine}] an endpoint filter with the i flag is saved and sends the events it matches whatever the case`, async (t) => {
+    const h = await startHerald(t, engine, { workers: false });
+    const { api_key } = await createSource(h);
+    const receiver = await startReceiver(t);
+    await putEndpoint(h, receiver.url, { filter: '$contains(data.title, /\\burgent\\b/i)' });
+    for (const title of ['URGENT: disk full', 'Weekly report', 'Not so Urgent', 'Urgently']) {
+      await publishEvent(h, api_key, { type: 'case.created', title, data: {} });
+    }
+    await routeAll(h);
+    while ((await h.workers.dispatcher.runOnce()) > 0);
+    const sent = receiver.requests.map((r) => JSON.parse(r.body).data.title).sort();
+    assert.deepEqual(sent, ['Not so Urgent', 'URGENT: disk full']);
   });
 
   test(`[${engine}] a regex built at run time, or a picture that would backtrack, skips its rule with the reason`, async (t) => {

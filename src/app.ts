@@ -124,6 +124,8 @@ export async function buildHerald(options: HeraldOptions): Promise<Herald<Worker
     openStore(config.databaseUrl, {
       threadLock,
       checkpointer: threaded,
+      // Requests write before background work: a publisher waiting for its 202 does not queue behind routing.
+      firstInLine: threaded,
       onError: (e) => app.log.error({ err: e }, 'database'),
     });
   await migrateToLatest(store.db, store.engine);

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { sql } from 'kysely';
 import { openStore } from '../src/db/engine.ts';
 import { migrateToLatest } from '../src/db/migrate.ts';
-import { threadLockMemory } from '../src/db/sqlite-shared.ts';
+import { ThreadWriteLock, threadLockMemory } from '../src/db/sqlite-shared.ts';
 import { waitFor } from './helpers.ts';
 import { incrementTimes } from './threads/counter.ts';
 
@@ -43,7 +43,8 @@ test('[sqlite] threads take turns writing: no busy errors, no lost updates', asy
         worker.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}`))));
       }),
   );
-  await Promise.all([incrementTimes(path, lock, times), ...finished]);
+  // This thread goes first, as the HTTP thread does: precedence must never let two writers in at once.
+  await Promise.all([incrementTimes(path, lock, times, true), ...finished]);
 
   const check = openStore(path);
   t.after(() => check.close());
@@ -111,4 +112,48 @@ test('[sqlite] with threads sharing the file, commits leave checkpoints to the c
   const checkpointer = openStore(path, { threadLock: lock, checkpointer: true });
   t.after(() => checkpointer.close());
   await waitFor(() => fileSize() > 5_000_000 || undefined, 5_000);
+});
+
+test('the write lock: a first-in-line waiter goes before background waiters, who still get their turn', async () => {
+  const memory = threadLockMemory();
+  const first = new ThreadWriteLock(memory, { first: true });
+  const background = new ThreadWriteLock(memory);
+  // Deferring for as long as the test may take, so only precedence decides who goes next.
+  const other = new ThreadWriteLock(memory, { maxDeferMs: 60_000 });
+  const order: string[] = [];
+
+  await background.acquire();
+  const turn = (lock: ThreadWriteLock, name: string) =>
+    lock.acquire().then(() => {
+      order.push(name);
+      lock.release();
+    });
+  const waiting = [turn(other, 'background'), turn(first, 'first')];
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  background.release();
+  await Promise.all(waiting);
+  assert.deepEqual(order, ['first', 'background'], 'the request thread went first, though it came second');
+
+  // Requests keep coming, each waiting before the last is done: the background waiter still gets a turn
+  // long before they stop.
+  const requests = [
+    new ThreadWriteLock(memory, { first: true }),
+    new ThreadWriteLock(memory, { first: true }),
+  ];
+  let served = 0;
+  let backgroundAfter: number | undefined;
+  const stream = requests.map(async (lock) => {
+    while (served < 200 && backgroundAfter === undefined) {
+      await lock.acquire();
+      served++;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      lock.release();
+    }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await background.acquire();
+  backgroundAfter = served;
+  background.release();
+  await Promise.all(stream);
+  assert.ok(backgroundAfter < 200, `the background writer waited for ${backgroundAfter} request turns`);
 });

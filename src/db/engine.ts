@@ -45,6 +45,11 @@ export interface StoreOptions extends PostgresOptions {
    * checkpoints) for all of them (see sqlite.ts). Give it to one store only.
    */
   checkpointer?: boolean;
+  /**
+   * With `threadLock`: this thread serves requests, and its writes go before the background threads' when
+   * both wait for the write turn (see ThreadWriteLock in sqlite-shared.ts).
+   */
+  firstInLine?: boolean;
 }
 
 /** Opens the database named by a URL: `postgres://...` or a SQLite file path (or `:memory:`). */

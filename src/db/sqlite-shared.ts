@@ -17,47 +17,83 @@ import {
  * and never wait for a writer.
  */
 
-// Two Int32 cells: the next ticket to hand out, and the ticket whose turn it is.
-const NEXT = 0;
-const SERVING = 1;
+// Three Int32 cells: whether the lock is held; how many first-in-line threads wait for it; how many other
+// threads have waited past MAX_DEFER_MS.
+const HELD = 0;
+const FIRST_WAITING = 1;
+const OVERDUE = 2;
+/** Longest a background write waits behind request writes before it takes its turn regardless. */
+const MAX_DEFER_MS = 25;
+/** How soon a thread looks again at a free lock kept for another thread. */
+const RECHECK_MS = 1;
 
 /** The memory a {@link ThreadWriteLock} lives in; hand the same buffer to every thread that opens the file. */
 export function threadLockMemory(): SharedArrayBuffer {
-  return new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+  return new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT);
 }
 
 /**
- * A first-come, first-served lock across threads (a ticket lock): each thread holds at most one ticket at a
- * time, since a thread's queries already run one after another on its single connection. The counters wrap
- * around together, so only equality matters.
+ * A lock across threads, with precedence: a thread that serves requests (`first`) takes the lock before the
+ * background threads waiting for it, so a publisher waiting for its 202 does not queue behind routing; a
+ * background thread that has waited MAX_DEFER_MS goes next regardless, so background work slows down under a
+ * burst of requests but never stops. Each thread holds at most one acquire at a time (its queries already run
+ * one after another on its single connection).
  */
 export class ThreadWriteLock {
   readonly #cells: Int32Array;
+  readonly #first: boolean;
+  readonly #maxDeferMs: number;
 
-  constructor(memory: SharedArrayBuffer) {
+  constructor(memory: SharedArrayBuffer, options: { first?: boolean; maxDeferMs?: number } = {}) {
     this.#cells = new Int32Array(memory);
+    this.#first = options.first === true;
+    this.#maxDeferMs = options.maxDeferMs ?? MAX_DEFER_MS;
   }
 
   async acquire(): Promise<void> {
-    const ticket = Atomics.add(this.#cells, NEXT, 1);
-    if (Atomics.load(this.#cells, SERVING) === ticket) return;
+    const cells = this.#cells;
+    if (this.#mayTake(false) && Atomics.compareExchange(cells, HELD, 0, 1) === 0) return;
+    if (this.#first) Atomics.add(cells, FIRST_WAITING, 1);
     // A pending Atomics.waitAsync does not keep a thread's event loop alive; this timer does, meanwhile.
     const keepAlive = setInterval(() => {}, 60_000);
+    const deadline = performance.now() + this.#maxDeferMs;
+    let overdue = false;
     try {
       for (;;) {
-        const serving = Atomics.load(this.#cells, SERVING);
-        if (serving === ticket) return;
-        const wait = Atomics.waitAsync(this.#cells, SERVING, serving);
+        if (!this.#first && !overdue && performance.now() >= deadline) {
+          overdue = true;
+          Atomics.add(cells, OVERDUE, 1);
+        }
+        const held = Atomics.load(cells, HELD);
+        if (held === 0 && this.#mayTake(overdue)) {
+          if (Atomics.compareExchange(cells, HELD, 0, 1) === 0) return;
+          continue;
+        }
+        // Held: wait for the release. Free but kept for another thread: that thread may take and release it
+        // before this wait begins, so look again soon. A deferring background thread also wakes at its deadline.
+        const patient = this.#first || overdue;
+        const untilDeadline = Math.max(1, deadline - performance.now());
+        const timeout =
+          held === 1 ? (patient ? undefined : untilDeadline) : Math.min(RECHECK_MS, untilDeadline);
+        const wait = Atomics.waitAsync(cells, HELD, held, timeout);
         if (wait.async) await wait.value;
       }
     } finally {
       clearInterval(keepAlive);
+      if (this.#first) Atomics.sub(cells, FIRST_WAITING, 1);
+      if (overdue) Atomics.sub(cells, OVERDUE, 1);
     }
   }
 
   release(): void {
-    Atomics.add(this.#cells, SERVING, 1);
-    Atomics.notify(this.#cells, SERVING);
+    Atomics.store(this.#cells, HELD, 0);
+    Atomics.notify(this.#cells, HELD);
+  }
+
+  /** Whether this thread may take the lock now: a background thread defers to waiting first-in-line threads. */
+  #mayTake(overdue: boolean): boolean {
+    if (this.#first) return Atomics.load(this.#cells, OVERDUE) === 0;
+    return overdue || Atomics.load(this.#cells, FIRST_WAITING) === 0;
   }
 }
 

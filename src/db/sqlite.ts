@@ -39,7 +39,12 @@ import type { Database } from './tables.ts';
  */
 export function connectSqlite(
   path: string,
-  options: { threadLock?: SharedArrayBuffer; checkpointer?: boolean; onError?: (error: Error) => void } = {},
+  options: {
+    threadLock?: SharedArrayBuffer;
+    checkpointer?: boolean;
+    firstInLine?: boolean;
+    onError?: (error: Error) => void;
+  } = {},
 ): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);
@@ -59,7 +64,10 @@ export function connectSqlite(
   const stopCheckpoints =
     shared && options.checkpointer ? checkpointInBackground(path, options.onError) : undefined;
   const dialect = shared
-    ? new ThreadSharedSqliteDialect(config, new ThreadWriteLock(threadLock))
+    ? new ThreadSharedSqliteDialect(
+        config,
+        new ThreadWriteLock(threadLock, { first: options.firstInLine === true }),
+      )
     : new SqliteDialect(config);
   const db = new Kysely<Database>({ dialect });
   // The WAL exists from the first write on and, while this connection is open, is never deleted (only reused

@@ -4,10 +4,16 @@ import { openStore } from '../../src/db/engine.ts';
 /**
  * Opens the SQLite file `path` as one of several threads (sharing `lock`) and increments the `inbox_seq`
  * counter `times` times: read, yield to the event loop, write, in one transaction each (a lost update would
- * show in the final count), alternating with increments outside any transaction.
+ * show in the final count), alternating with increments outside any transaction. `firstInLine` as the HTTP
+ * thread's store has it.
  */
-export async function incrementTimes(path: string, lock: SharedArrayBuffer, times: number): Promise<void> {
-  const store = openStore(path, { threadLock: lock });
+export async function incrementTimes(
+  path: string,
+  lock: SharedArrayBuffer,
+  times: number,
+  firstInLine = false,
+): Promise<void> {
+  const store = openStore(path, { threadLock: lock, firstInLine });
   try {
     for (let i = 0; i < times; i++) {
       if (i % 2 === 0) {

@@ -9,6 +9,8 @@ export interface Config {
   readonly databaseUrl: string;
   /** When set, the admin bearer token; when not, one is generated on first start and printed once. */
   readonly adminToken: string | undefined;
+  /** When set, `GET /metrics` asks for it as a bearer token. */
+  readonly metricsToken: string | undefined;
   readonly bodyLimitBytes: number;
   readonly logLevel: string;
   /** CIDR ranges that outbound requests may reach although they are private, loopback or link-local. */
@@ -62,6 +64,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (adminToken !== undefined && adminToken.length < 16) {
     throw new ConfigError('HERALD_ADMIN_TOKEN must be at least 16 characters long');
   }
+  const metricsToken = env['HERALD_METRICS_TOKEN'] || undefined;
+  if (metricsToken !== undefined && metricsToken.length < 16) {
+    throw new ConfigError('HERALD_METRICS_TOKEN must be at least 16 characters long');
+  }
   const outboundAllow = list(env['HERALD_OUTBOUND_ALLOW']);
   for (const cidr of outboundAllow) parseCidr(cidr, 'HERALD_OUTBOUND_ALLOW');
   const schedule = list(env['HERALD_WEBHOOK_RETRY_SCHEDULE']).map((s) => Number(s));
@@ -89,6 +95,7 @@ export function loadConfig(env: Env = process.env): Config {
     host,
     databaseUrl,
     adminToken,
+    metricsToken,
     bodyLimitBytes: integer(env, 'HERALD_BODY_LIMIT', 512 * 1024, 1024, 64 * 1024 * 1024),
     logLevel,
     outboundAllow: Object.freeze(outboundAllow),

@@ -17,6 +17,7 @@ test('a bad value stops start-up with a message naming the variable', () => {
     [{ HERALD_PORT: '70000' }, /HERALD_PORT/],
     [{ HERALD_DATABASE_URL: 'mysql://x' }, /HERALD_DATABASE_URL/],
     [{ HERALD_ADMIN_TOKEN: 'short' }, /HERALD_ADMIN_TOKEN/],
+    [{ HERALD_METRICS_TOKEN: 'short' }, /HERALD_METRICS_TOKEN/],
     [{ HERALD_OUTBOUND_ALLOW: '10.0.0.0/99' }, /HERALD_OUTBOUND_ALLOW/],
     [{ HERALD_OUTBOUND_ALLOW: 'not-an-ip' }, /HERALD_OUTBOUND_ALLOW/],
     [{ HERALD_LOG_LEVEL: 'loud' }, /HERALD_LOG_LEVEL/],

@@ -71,3 +71,19 @@ test('health, readiness and metrics answer without credentials', async (t) => {
   assert.equal(metrics.status, 200);
   assert.match(metrics.text, /herald_events_ingested_total/);
 });
+
+test('with HERALD_METRICS_TOKEN set, metrics ask for it; health and readiness stay open', async (t) => {
+  const token = 'metrics-scraper-token-0123456789';
+  const h = await startHerald(t, 'sqlite', { workers: false, env: { HERALD_METRICS_TOKEN: token } });
+  for (const sent of [null, 'not-the-metrics-token-0123456789', undefined]) {
+    // null: no token; a wrong one; undefined: the admin token, which is not the metrics token either.
+    const refused = await h.api('GET', '/metrics', undefined, sent);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.body.code, 'unauthorized');
+  }
+  const metrics = await h.api('GET', '/metrics', undefined, token);
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.text, /herald_events_ingested_total/);
+  assert.equal((await h.api('GET', '/healthz', undefined, null)).status, 200);
+  assert.equal((await h.api('GET', '/readyz', undefined, null)).status, 200);
+});

@@ -1,10 +1,17 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError } from '../errors.ts';
 
-/** Liveness, readiness and Prometheus metrics; unauthenticated, outside `/v1`. */
+/**
+ * Liveness, readiness and Prometheus metrics, outside `/v1`: unauthenticated, except metrics when
+ * `HERALD_METRICS_TOKEN` is set (they name sources, endpoints and channels, and show the traffic of each).
+ */
 export async function opsRoutes(app: App, deps: Deps): Promise<void> {
+  const metricsToken = deps.config.metricsToken;
+  const expected =
+    metricsToken === undefined ? undefined : createHash('sha256').update(metricsToken).digest();
   const Status = Type.Object({ status: Type.String() });
 
   app.get(
@@ -42,6 +49,9 @@ export async function opsRoutes(app: App, deps: Deps): Promise<void> {
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics',
+        description:
+          'Open to anyone who can reach Herald, unless `HERALD_METRICS_TOKEN` is set: then it takes ' +
+          '`Authorization: Bearer <that token>` (Prometheus: `authorization: {credentials: ...}`).',
         hide: false,
         response: {
           200: {
@@ -51,7 +61,14 @@ export async function opsRoutes(app: App, deps: Deps): Promise<void> {
         },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
+      if (expected !== undefined) {
+        const sent = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? '';
+        // Compared as digests: equal lengths, and a comparison that takes as long whatever the token.
+        if (!timingSafeEqual(createHash('sha256').update(sent).digest(), expected)) {
+          throw new HeraldError('unauthorized', 'Send the metrics token as "Authorization: Bearer <token>"');
+        }
+      }
       return reply.type(deps.metrics.registry.contentType).send(await deps.metricsText());
     },
   );

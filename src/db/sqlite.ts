@@ -13,7 +13,7 @@ import {
   sql,
   type Transaction,
 } from 'kysely';
-import type { EngineParts } from './engine.ts';
+import type { EngineParts, StoreOptions } from './engine.ts';
 import { LocalNotifier } from './notifier.ts';
 import { ThreadSharedSqliteDialect, ThreadWriteLock } from './sqlite-shared.ts';
 import type { Database } from './tables.ts';
@@ -39,12 +39,7 @@ import type { Database } from './tables.ts';
  */
 export function connectSqlite(
   path: string,
-  options: {
-    threadLock?: SharedArrayBuffer;
-    checkpointer?: boolean;
-    firstInLine?: boolean;
-    onError?: (error: Error) => void;
-  } = {},
+  options: Pick<StoreOptions, 'threadLock' | 'checkpointer' | 'firstInLine' | 'onError'> = {},
 ): EngineParts {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const raw = new DatabaseSync(path);

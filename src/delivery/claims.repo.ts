@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type OperandExpression, sql } from 'kysely';
 import type { Db, Store } from '../db/engine.ts';
 import type { DeliveryRow } from '../db/tables.ts';
 
@@ -82,13 +82,7 @@ export async function claimDueDeliveries(store: Store, options: ClaimOptions): P
     .where('r.rank', '<=', room)
     .orderBy('r.next_attempt_at')
     .limit(options.limit);
-  return db
-    .updateTable('deliveries')
-    .set({ locked_until: options.lockedUntil })
-    .where('id', 'in', chosen)
-    .where('locked_until', '<=', options.now)
-    .returningAll()
-    .execute();
+  return lease(db, chosen, options.now, options.lockedUntil).execute();
 }
 
 /**
@@ -114,13 +108,7 @@ export async function claimLaneDeliveries(
       .orderBy('next_attempt_at')
       .limit(limit),
   );
-  return db
-    .updateTable('deliveries')
-    .set({ locked_until: lockedUntil })
-    .where('id', 'in', due)
-    .where('locked_until', '<=', now)
-    .returningAll()
-    .execute();
+  return lease(db, due, now, lockedUntil).execute();
 }
 
 /**
@@ -141,14 +129,20 @@ export async function claimOrderedHeads(
     .where('status', '=', PENDING)
     .where('endpoint_id', 'in', [...endpointIds])
     .groupBy('endpoint_id');
+  return lease(db, heads, now, lockedUntil).where('next_attempt_at', '<=', now).execute();
+}
+
+/**
+ * Sets the lease on the deliveries `ids` selects that no other claim holds (their lease ran out by `now`) and
+ * returns them: the write every claim ends with.
+ */
+function lease(db: Db, ids: OperandExpression<string>, now: number, lockedUntil: number) {
   return db
     .updateTable('deliveries')
     .set({ locked_until: lockedUntil })
-    .where('id', 'in', heads)
-    .where('next_attempt_at', '<=', now)
+    .where('id', 'in', ids)
     .where('locked_until', '<=', now)
-    .returningAll()
-    .execute();
+    .returningAll();
 }
 
 /** When the earliest pending delivery after `now` falls due, if any. */

@@ -20,6 +20,23 @@ declare module 'fastify' {
 type Kind = Principal['kind'];
 
 const CACHE_MS = 5_000;
+
+/** The token of an `Authorization: Bearer <token>` header, if that is what it holds. */
+export function bearerToken(header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(header ?? '')?.[1];
+}
+
+/**
+ * Whether a token sent is `secret`, a token from configuration: compared as SHA-256 digests, so always equal
+ * lengths, in time that does not depend on how much of it matches.
+ */
+export function matchesSecret(secret: string): (sent: string) => boolean {
+  const expected = Buffer.from(hashToken(secret));
+  return (sent) => {
+    const candidate = Buffer.from(hashToken(sent));
+    return candidate.length === expected.length && timingSafeEqual(candidate, expected);
+  };
+}
 const CACHE_MAX = 10_000;
 
 /**
@@ -29,13 +46,13 @@ const CACHE_MAX = 10_000;
  */
 export class Authenticator {
   readonly #ctx: Context;
-  readonly #adminHash: Buffer | undefined;
+  readonly #isAdminToken: ((sent: string) => boolean) | undefined;
   readonly #cache = new Map<string, { principal: Principal | null; until: number }>();
 
   constructor(ctx: Context) {
     this.#ctx = ctx;
     const token = ctx.config.adminToken;
-    this.#adminHash = token === undefined ? undefined : Buffer.from(hashToken(token));
+    this.#isAdminToken = token === undefined ? undefined : matchesSecret(token);
   }
 
   /** A preHandler that lets only the given kinds of principal through (401 without one, 403 for another kind). */
@@ -56,9 +73,8 @@ export class Authenticator {
   }
 
   async identify(header: string | undefined): Promise<Principal | null> {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-    if (!match) return null;
-    const token = match[1]!;
+    const token = bearerToken(header);
+    if (token === undefined) return null;
     const now = this.#ctx.clock.now();
     const cached = this.#cache.get(token);
     if (cached !== undefined && cached.until > now) return cached.principal;
@@ -71,12 +87,7 @@ export class Authenticator {
   /** Who the token stands for, and until when that answer may be reused (never past the token's expiry). */
   async #lookUp(token: string, now: number): Promise<{ principal: Principal | null; until: number }> {
     const until = now + CACHE_MS;
-    if (this.#adminHash !== undefined) {
-      const candidate = Buffer.from(hashToken(token));
-      if (candidate.length === this.#adminHash.length && timingSafeEqual(candidate, this.#adminHash)) {
-        return { principal: { kind: 'admin' }, until };
-      }
-    }
+    if (this.#isAdminToken?.(token)) return { principal: { kind: 'admin' }, until };
     const row = await findCredentialByToken(this.#ctx.store.db, token);
     if (!row || row.revoked_at !== null || (row.expires_at !== null && row.expires_at <= now))
       return { principal: null, until };

@@ -1,17 +1,16 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { App, Deps } from '../deps.ts';
 import { HeraldError } from '../errors.ts';
+import { bearerToken, matchesSecret } from '../http/auth.ts';
 
 /**
  * Liveness, readiness and Prometheus metrics, outside `/v1`: unauthenticated, except metrics when
  * `HERALD_METRICS_TOKEN` is set (they name sources, endpoints and channels, and show the traffic of each).
  */
 export async function opsRoutes(app: App, deps: Deps): Promise<void> {
-  const metricsToken = deps.config.metricsToken;
-  const expected =
-    metricsToken === undefined ? undefined : createHash('sha256').update(metricsToken).digest();
+  const { metricsToken } = deps.config;
+  const isMetricsToken = metricsToken === undefined ? undefined : matchesSecret(metricsToken);
   const Status = Type.Object({ status: Type.String() });
 
   app.get(
@@ -62,12 +61,8 @@ export async function opsRoutes(app: App, deps: Deps): Promise<void> {
       },
     },
     async (request, reply) => {
-      if (expected !== undefined) {
-        const sent = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? '';
-        // Compared as digests: equal lengths, and a comparison that takes as long whatever the token.
-        if (!timingSafeEqual(createHash('sha256').update(sent).digest(), expected)) {
-          throw new HeraldError('unauthorized', 'Send the metrics token as "Authorization: Bearer <token>"');
-        }
+      if (isMetricsToken !== undefined && !isMetricsToken(bearerToken(request.headers.authorization) ?? '')) {
+        throw new HeraldError('unauthorized', 'Send the metrics token as "Authorization: Bearer <token>"');
       }
       return reply.type(deps.metrics.registry.contentType).send(await deps.metricsText());
     },
